@@ -1,0 +1,1 @@
+"""Private numba kernels of tikhon.operators (compiled with cache=True)."""

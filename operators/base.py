@@ -1,0 +1,471 @@
+"""Linear operators on N-d arrays: the base class, its algebra and the dot test.
+
+A concrete operator subclasses :class:`LinearOperator` and implements two
+private methods, ``_forward`` and ``_adjoint``, which receive inputs whose shape
+and dtype have already been checked (a NumPy array or a torch tensor) and must
+return an output of the same array type, device and dtype. Everything else
+(validation, ``.T``, composition, sums, scaling, stacking, the norm, autograd
+on torch tensors) is provided here.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._backend import check_real_floating, is_torch, torch_module, vdot
+
+__all__ = [
+    "LinearOperator",
+    "AdjointOperator",
+    "Composition",
+    "Sum",
+    "Scaled",
+    "Stacked",
+    "stack",
+    "dot_test",
+    "aslinearoperator",
+]
+
+
+def _as_shape(shape, name):
+    if isinstance(shape, numbers.Integral):
+        shape = (int(shape),)
+    try:
+        shape = tuple(int(s) for s in shape)
+    except TypeError as exc:
+        raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from exc
+    if any(s < 0 for s in shape):
+        raise ValueError(f"{name} must have non-negative entries, got {shape}")
+    return shape
+
+
+class LinearOperator:
+    """A linear map from arrays of ``in_shape`` to arrays of ``out_shape``.
+
+    Parameters
+    ----------
+    in_shape, out_shape : tuple of int
+        Shapes of the input and output arrays (never flattened by the user).
+    dtype : numpy dtype, optional
+        The floating dtype used by :meth:`norm` and :func:`dot_test` by default.
+        Inputs may be float32 or float64; outputs keep the input's dtype.
+
+    Notes
+    -----
+    Subclasses implement ``_forward(x)`` and ``_adjoint(y)``. On torch tensors
+    that require gradients, :meth:`forward` and :meth:`adjoint` go through a
+    ``torch.autograd.Function`` whose backward is the other map, so autograd
+    uses the matched adjoint.
+    """
+
+    def __init__(self, in_shape, out_shape, dtype=np.float64):
+        self.in_shape = _as_shape(in_shape, "in_shape")
+        self.out_shape = _as_shape(out_shape, "out_shape")
+        self.dtype = np.dtype(dtype)
+        self._norm_cache = {}
+        self._adjoint_op = None
+
+    # -- to be implemented by subclasses -------------------------------------
+    def _forward(self, x):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _forward")
+
+    def _adjoint(self, y):
+        raise NotImplementedError(f"{type(self).__name__} does not implement _adjoint")
+
+    # -- public maps ----------------------------------------------------------
+    def _validate(self, x, shape, name, method):
+        x = check_real_floating(x, name, f"{self._label()}.{method}")
+        if tuple(x.shape) != shape:
+            raise ValueError(
+                f"{self._label()}.{method}: {name} has shape {tuple(x.shape)}, "
+                f"expected {shape}"
+            )
+        return x
+
+    def forward(self, x):
+        """Apply the operator to ``x`` (shape ``in_shape``)."""
+        x = self._validate(x, self.in_shape, "x", "forward")
+        return _apply(self, x, adjoint=False)
+
+    def adjoint(self, y):
+        """Apply the adjoint to ``y`` (shape ``out_shape``)."""
+        y = self._validate(y, self.out_shape, "y", "adjoint")
+        return _apply(self, y, adjoint=True)
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    @property
+    def T(self):
+        """The adjoint operator (``A.T.T is A``)."""
+        if self._adjoint_op is None:
+            self._adjoint_op = AdjointOperator(self)
+        return self._adjoint_op
+
+    H = T
+
+    # -- algebra --------------------------------------------------------------
+    def __matmul__(self, other):
+        if isinstance(other, LinearOperator):
+            return Composition(self, other)
+        return NotImplemented
+
+    def __add__(self, other):
+        if isinstance(other, LinearOperator):
+            return Sum(self, other)
+        return NotImplemented
+
+    def __sub__(self, other):
+        if isinstance(other, LinearOperator):
+            return Sum(self, Scaled(other, -1.0))
+        return NotImplemented
+
+    def __neg__(self):
+        return Scaled(self, -1.0)
+
+    def __mul__(self, c):
+        if isinstance(c, numbers.Real) and not isinstance(c, bool):
+            return Scaled(self, float(c))
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, c):
+        if isinstance(c, numbers.Real) and not isinstance(c, bool):
+            return Scaled(self, 1.0 / float(c))
+        return NotImplemented
+
+    # -- norm -----------------------------------------------------------------
+    def norm(self, max_iter=300, tol=1e-8, seed=0):
+        """Operator 2-norm (largest singular value) by seeded power iteration.
+
+        The result is cached per ``(max_iter, tol, seed)``. Power iteration
+        approaches the norm from below; solvers that derive step sizes from it
+        add a small safety margin.
+
+        Parameters
+        ----------
+        max_iter : int
+            Maximum number of iterations on ``A^T A``.
+        tol : float
+            Relative change of the eigenvalue estimate that stops the iteration.
+        seed : int
+            Seed of the random starting vector.
+
+        Returns
+        -------
+        float
+        """
+        key = (int(max_iter), float(tol), int(seed))
+        if key not in self._norm_cache:
+            self._norm_cache[key] = self._power_iteration(*key)
+        return self._norm_cache[key]
+
+    def _power_iteration(self, max_iter, tol, seed):
+        if math.prod(self.in_shape) == 0 or math.prod(self.out_shape) == 0:
+            return 0.0
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal(self.in_shape)
+        x /= np.linalg.norm(x)
+        lam = 0.0
+        for _ in range(max_iter):
+            y = self._adjoint(self._forward(x))
+            lam_new = float(np.linalg.norm(y))
+            if lam_new == 0.0:
+                return 0.0
+            x = y / lam_new
+            if abs(lam_new - lam) <= tol * lam_new:
+                lam = lam_new
+                break
+            lam = lam_new
+        return math.sqrt(lam)
+
+    # -- printing -------------------------------------------------------------
+    def _label(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"{self._label()}(in_shape={self.in_shape}, out_shape={self.out_shape})"
+
+
+def _apply(op, x, adjoint):
+    """Apply ``op`` (or its adjoint) to a validated input, with autograd on torch."""
+    if is_torch(x):
+        torch = torch_module()
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _autograd_function()(x, op, adjoint)
+    out = op._adjoint(x) if adjoint else op._forward(x)
+    if not is_torch(out) and out.dtype != x.dtype:
+        out = out.astype(x.dtype, copy=False)
+    return out
+
+
+_AUTOGRAD = None
+
+
+def _autograd_function():
+    """Build (once) the torch.autograd.Function that uses the matched adjoint."""
+    global _AUTOGRAD
+    if _AUTOGRAD is None:
+        torch = torch_module()
+
+        class _LinearApply(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x, op, adjoint):
+                ctx.op = op
+                ctx.adjoint = adjoint
+                return op._adjoint(x) if adjoint else op._forward(x)
+
+            @staticmethod
+            def backward(ctx, grad):
+                # the transpose of a linear map is the other map; going through
+                # _apply keeps higher-order derivatives available
+                return _apply(ctx.op, grad.contiguous(), not ctx.adjoint), None, None
+
+        _AUTOGRAD = _LinearApply.apply
+    return _AUTOGRAD
+
+
+class AdjointOperator(LinearOperator):
+    """The adjoint of an operator; ``A.T`` returns one and its ``.T`` is ``A``."""
+
+    def __init__(self, op):
+        super().__init__(op.out_shape, op.in_shape, op.dtype)
+        self.op = op
+        self._adjoint_op = op
+
+    def _forward(self, x):
+        return self.op._adjoint(x)
+
+    def _adjoint(self, y):
+        return self.op._forward(y)
+
+    def norm(self, *args, **kwargs):
+        return self.op.norm(*args, **kwargs)
+
+    def _label(self):
+        return f"{self.op._label()}.T"
+
+
+class Composition(LinearOperator):
+    """``A @ B``: apply ``B`` then ``A``."""
+
+    def __init__(self, A, B):
+        if A.in_shape != B.out_shape:
+            raise ValueError(
+                f"cannot compose {A._label()} (in_shape {A.in_shape}) with "
+                f"{B._label()} (out_shape {B.out_shape})"
+            )
+        super().__init__(B.in_shape, A.out_shape, np.result_type(A.dtype, B.dtype))
+        self.A, self.B = A, B
+
+    def _forward(self, x):
+        return self.A._forward(self.B._forward(x))
+
+    def _adjoint(self, y):
+        return self.B._adjoint(self.A._adjoint(y))
+
+    def _label(self):
+        return f"({self.A._label()} @ {self.B._label()})"
+
+
+class Sum(LinearOperator):
+    """``A + B`` for operators of equal shapes."""
+
+    def __init__(self, A, B):
+        if A.in_shape != B.in_shape or A.out_shape != B.out_shape:
+            raise ValueError(
+                f"cannot add {A._label()} ({A.in_shape} -> {A.out_shape}) and "
+                f"{B._label()} ({B.in_shape} -> {B.out_shape})"
+            )
+        super().__init__(A.in_shape, A.out_shape, np.result_type(A.dtype, B.dtype))
+        self.A, self.B = A, B
+
+    def _forward(self, x):
+        return self.A._forward(x) + self.B._forward(x)
+
+    def _adjoint(self, y):
+        return self.A._adjoint(y) + self.B._adjoint(y)
+
+    def _label(self):
+        return f"({self.A._label()} + {self.B._label()})"
+
+
+class Scaled(LinearOperator):
+    """``c * A`` for a real scalar ``c``."""
+
+    def __init__(self, op, c):
+        super().__init__(op.in_shape, op.out_shape, op.dtype)
+        self.op, self.c = op, float(c)
+
+    def _forward(self, x):
+        return self.c * self.op._forward(x)
+
+    def _adjoint(self, y):
+        return self.c * self.op._adjoint(y)
+
+    def norm(self, *args, **kwargs):
+        return abs(self.c) * self.op.norm(*args, **kwargs)
+
+    def _label(self):
+        return f"{self.c:g} * {self.op._label()}"
+
+
+class Stacked(LinearOperator):
+    """Vertical stack ``[A; B; ...]`` of operators sharing ``in_shape``.
+
+    The output is the flat concatenation of the blocks' outputs, of shape
+    ``(sum of sizes,)``; :meth:`split` and :meth:`join` convert between the flat
+    vector and the list of block arrays (``split`` returns views).
+    """
+
+    def __init__(self, ops):
+        ops = list(ops)
+        if not ops:
+            raise ValueError("stack needs at least one operator")
+        for op in ops:
+            if not isinstance(op, LinearOperator):
+                raise TypeError(f"stack: expected LinearOperators, got {type(op).__name__}")
+            if op.in_shape != ops[0].in_shape:
+                raise ValueError(
+                    f"stack: all operators need the same in_shape; {ops[0]._label()} has "
+                    f"{ops[0].in_shape}, {op._label()} has {op.in_shape}"
+                )
+        self.ops = ops
+        self.block_shapes = [op.out_shape for op in ops]
+        self.block_sizes = [math.prod(s) for s in self.block_shapes]
+        self._offsets = np.concatenate([[0], np.cumsum(self.block_sizes)]).astype(int)
+        super().__init__(ops[0].in_shape, (int(self._offsets[-1]),), np.result_type(*[o.dtype for o in ops]))
+
+    def split(self, y):
+        """Views of the flat vector ``y`` as the list of block arrays."""
+        return [
+            y[self._offsets[i]: self._offsets[i + 1]].reshape(shape)
+            for i, shape in enumerate(self.block_shapes)
+        ]
+
+    def join(self, parts):
+        """Flat concatenation of block arrays (the inverse of :meth:`split`)."""
+        if is_torch(parts[0]):
+            return torch_module().cat([p.reshape(-1) for p in parts])
+        return np.concatenate([np.ravel(p) for p in parts])
+
+    def _forward(self, x):
+        return self.join([op._forward(x) for op in self.ops])
+
+    def _adjoint(self, y):
+        # slices of a flat contiguous vector reshape to contiguous views
+        parts = self.split(y)
+        out = self.ops[0]._adjoint(parts[0])
+        for op, p in zip(self.ops[1:], parts[1:]):
+            out = out + op._adjoint(p)
+        return out
+
+    def _label(self):
+        return "stack([" + ", ".join(op._label() for op in self.ops) + "])"
+
+
+def stack(ops):
+    """Stack operators vertically: ``stack([A, B])(x)`` concatenates ``A x`` and ``B x``.
+
+    Parameters
+    ----------
+    ops : sequence of LinearOperator
+        Operators with the same ``in_shape``.
+
+    Returns
+    -------
+    Stacked
+        Output shape ``(sum of output sizes,)``; use ``.split`` to get the blocks.
+    """
+    return Stacked(ops)
+
+
+def _random_like(shape, dtype, rng, backend, device):
+    arr = rng.standard_normal(shape).astype(dtype)
+    if backend == "torch":
+        torch = torch_module() or __import__("torch")
+        return torch.from_numpy(arr).to(device)
+    return arr
+
+
+def dot_test(A, dtype=None, rng=0, rtol=None, backend="numpy", device="cpu", raise_error=True):
+    """Check ``<A x, y> == <x, A^T y>`` on random inputs.
+
+    Parameters
+    ----------
+    A : LinearOperator
+        The operator to check.
+    dtype : numpy dtype, optional
+        float32 or float64 (default: ``A.dtype``).
+    rng : int or numpy.random.Generator
+        Seed or generator for the random vectors.
+    rtol : float, optional
+        Tolerance on the relative error (default 1e-10 in float64, 1e-4 in float32).
+    backend : {"numpy", "torch"}
+        Array type to test with.
+    device : str
+        torch device when ``backend="torch"``.
+    raise_error : bool
+        Raise ``AssertionError`` when the relative error exceeds ``rtol``.
+
+    Returns
+    -------
+    float
+        The relative error ``|<Ax, y> - <x, A^T y>| / max(|<Ax, y>|, |<x, A^T y>|)``.
+    """
+    dtype = np.dtype(A.dtype if dtype is None else dtype)
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise TypeError(f"dot_test: dtype must be float32 or float64, got {dtype}")
+    if backend not in ("numpy", "torch"):
+        raise ValueError(f"dot_test: backend must be 'numpy' or 'torch', got {backend!r}")
+    if rtol is None:
+        rtol = 1e-10 if dtype == np.float64 else 1e-4
+    rng = np.random.default_rng(rng)
+    x = _random_like(A.in_shape, dtype, rng, backend, device)
+    y = _random_like(A.out_shape, dtype, rng, backend, device)
+    lhs = vdot(A.forward(x), y)
+    rhs = vdot(x, A.adjoint(y))
+    scale = max(abs(lhs), abs(rhs))
+    err = abs(lhs - rhs) / scale if scale > 0 else 0.0
+    if raise_error and err > rtol:
+        raise AssertionError(
+            f"dot test failed for {A._label()}: <Ax,y>={lhs:.12g}, <x,A^T y>={rhs:.12g}, "
+            f"relative error {err:.3g} > {rtol:g}"
+        )
+    return err
+
+
+def aslinearoperator(A):
+    """Wrap an operator as a ``scipy.sparse.linalg.LinearOperator`` on flat vectors.
+
+    Parameters
+    ----------
+    A : LinearOperator
+
+    Returns
+    -------
+    scipy.sparse.linalg.LinearOperator
+        Of shape ``(prod(out_shape), prod(in_shape))``.
+    """
+    from scipy.sparse.linalg import LinearOperator as ScipyLinearOperator
+
+    n_in, n_out = math.prod(A.in_shape), math.prod(A.out_shape)
+
+    def matvec(v):
+        v = np.asarray(v)
+        if v.dtype not in (np.float32, np.float64):
+            v = v.astype(A.dtype)
+        return A.forward(v.reshape(A.in_shape)).reshape(-1)
+
+    def rmatvec(v):
+        v = np.asarray(v)
+        if v.dtype not in (np.float32, np.float64):
+            v = v.astype(A.dtype)
+        return A.adjoint(v.reshape(A.out_shape)).reshape(-1)
+
+    return ScipyLinearOperator((n_out, n_in), matvec=matvec, rmatvec=rmatvec, dtype=A.dtype)
+

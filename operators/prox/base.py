@@ -1,0 +1,317 @@
+"""The Functional protocol: value, proximal map, gradient, convex conjugate.
+
+A member subclasses :class:`Functional` and implements ``_call(x)`` and
+``_prox(x, tau)``; ``_grad`` when smooth; ``_conj_call`` when the conjugate's
+value has a closed form. The conjugate's prox always comes from the Moreau
+identity ``prox_{tau f*}(x) = x - tau prox_{f/tau}(x / tau)``. Scaling
+``lam * f``, translation ``f.shift(b)`` and :func:`separable_sum` are generic.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from tikhon.operators._backend import check_real_floating, is_torch, torch_module, vdot
+
+__all__ = ["Functional", "ScaledFunctional", "ShiftedFunctional", "Conjugate", "SeparableSum", "separable_sum"]
+
+
+def check_step(tau, where):
+    """Validate a step size: a positive finite scalar, or an array/tensor of them."""
+    if isinstance(tau, numbers.Real) and not isinstance(tau, bool):
+        if not (math.isfinite(tau) and tau > 0):
+            raise ValueError(f"{where}: tau must be positive and finite, got {tau!r}")
+        return float(tau)
+    if is_torch(tau):
+        if not bool(torch_module().isfinite(tau).all()) or not bool((tau > 0).all()):
+            raise ValueError(f"{where}: tau must be positive and finite everywhere")
+        return tau
+    arr = np.asarray(tau)
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{where}: tau must be a real number or array, got {type(tau).__name__}")
+    if arr.ndim == 0:
+        return check_step(float(arr), where)
+    if not (np.isfinite(arr).all() and (arr > 0).all()):
+        raise ValueError(f"{where}: tau must be positive and finite everywhere")
+    return arr.astype(np.float64, copy=False)
+
+
+class Functional:
+    """A (possibly extended-valued) function with a proximal map.
+
+    Attributes
+    ----------
+    is_convex : bool
+        Convex (solvers relying on convexity may check it).
+    is_smooth : bool
+        Differentiable with a Lipschitz gradient; ``grad`` is available.
+    lipschitz : float or None
+        Lipschitz constant of the gradient, where known.
+    strong_convexity : float
+        Modulus of strong convexity (0 if not strongly convex).
+    fixed_step : bool
+        The prox ignores ``tau`` (as a learned proximal network does); solvers
+        that need ``prox_{tau f}`` for varying ``tau`` refuse such a functional.
+    """
+
+    is_convex = True
+    is_smooth = False
+    lipschitz = None
+    strong_convexity = 0.0
+    fixed_step = False
+
+    # -- to implement ---------------------------------------------------------
+    def _call(self, x):
+        raise NotImplementedError(f"{self._label()} does not implement its value")
+
+    def _prox(self, x, tau):
+        raise NotImplementedError(f"{self._label()} does not implement its prox")
+
+    def _grad(self, x):
+        raise NotImplementedError(f"{self._label()} is not differentiable")
+
+    def _conj_call(self, x):
+        raise NotImplementedError(f"the conjugate of {self._label()} has no closed-form value")
+
+    # -- public ---------------------------------------------------------------
+    def __call__(self, x):
+        """Value ``f(x)`` as a float (``inf`` outside the domain)."""
+        x = check_real_floating(x, "x", f"{self._label()}.__call__")
+        return float(self._call(x))
+
+    def prox(self, x, tau=1.0):
+        """``argmin_z f(z) + ||z - x||^2 / (2 tau)``.
+
+        Parameters
+        ----------
+        x : array or tensor
+        tau : float or array
+            Positive step; an array applies entrywise where the functional is
+            separable (diagonal preconditioning).
+
+        Returns
+        -------
+        array or tensor of the same type, shape and dtype as ``x``.
+        """
+        where = f"{self._label()}.prox"
+        x = check_real_floating(x, "x", where)
+        tau = check_step(tau, where)
+        return self._prox(x, tau)
+
+    def grad(self, x):
+        """Gradient of a smooth functional."""
+        if not self.is_smooth:
+            raise NotImplementedError(f"{self._label()} is not smooth: use its prox")
+        x = check_real_floating(x, "x", f"{self._label()}.grad")
+        return self._grad(x)
+
+    @property
+    def conj(self):
+        """The convex conjugate ``f*`` (its prox by the Moreau identity)."""
+        return Conjugate(self)
+
+    def shift(self, b):
+        """The translated functional ``x -> f(x - b)``."""
+        return ShiftedFunctional(self, b)
+
+    def __mul__(self, c):
+        if isinstance(c, numbers.Real) and not isinstance(c, bool):
+            return ScaledFunctional(self, c)
+        return NotImplemented
+
+    __rmul__ = __mul__
+
+    def _label(self):
+        return type(self).__name__
+
+    def __repr__(self):
+        return f"{self._label()}()"
+
+
+class ScaledFunctional(Functional):
+    """``c * f`` for a scalar ``c >= 0``."""
+
+    def __init__(self, f, c):
+        c = float(c)
+        if not (math.isfinite(c) and c >= 0):
+            raise ValueError(f"a functional can only be scaled by a finite c >= 0, got {c!r}")
+        if f.fixed_step:
+            raise ValueError(
+                f"{f._label()} has a fixed step (its prox ignores tau), so it cannot be scaled"
+            )
+        self.f, self.c = f, c
+        self.is_convex = f.is_convex
+        self.is_smooth = f.is_smooth
+        self.lipschitz = None if f.lipschitz is None else c * f.lipschitz
+        self.strong_convexity = c * f.strong_convexity
+
+    def _call(self, x):
+        if self.c == 0:
+            return 0.0
+        return self.c * self.f._call(x)
+
+    def _prox(self, x, tau):
+        if self.c == 0:
+            return x.clone() if is_torch(x) else x.copy()
+        return self.f._prox(x, tau * self.c)
+
+    def _grad(self, x):
+        return self.c * self.f._grad(x)
+
+    def _conj_call(self, x):
+        # (c f)*(y) = c f*(y / c)
+        return self.c * self.f._conj_call(x / self.c)
+
+    def _label(self):
+        return f"{self.c:g} * {self.f._label()}"
+
+
+class ShiftedFunctional(Functional):
+    """``x -> f(x - b)``."""
+
+    def __init__(self, f, b):
+        self.f = f
+        self.b = b
+        self.is_convex = f.is_convex
+        self.is_smooth = f.is_smooth
+        self.lipschitz = f.lipschitz
+        self.strong_convexity = f.strong_convexity
+        self.fixed_step = f.fixed_step
+
+    def _call(self, x):
+        return self.f._call(x - self.b)
+
+    def _prox(self, x, tau):
+        return self.b + self.f._prox(x - self.b, tau)
+
+    def _grad(self, x):
+        return self.f._grad(x - self.b)
+
+    def _conj_call(self, x):
+        # g(x) = f(x - b)  =>  g*(y) = f*(y) + <y, b>
+        return self.f._conj_call(x) + vdot(x, self.b)
+
+    def _label(self):
+        return f"{self.f._label()}.shift(b)"
+
+
+class Conjugate(Functional):
+    """The convex conjugate ``f*``; its prox comes from the Moreau identity."""
+
+    def __init__(self, f):
+        if not f.is_convex:
+            raise ValueError(f"the Moreau identity needs a convex functional; {f._label()} is not")
+        if f.fixed_step:
+            raise ValueError(f"{f._label()} has a fixed step; its conjugate's prox is undefined")
+        self.f = f
+        # f* is smooth with L = 1/mu when f is mu-strongly convex, and vice versa
+        self.is_smooth = f.strong_convexity > 0
+        self.lipschitz = 1.0 / f.strong_convexity if f.strong_convexity > 0 else None
+        self.strong_convexity = 1.0 / f.lipschitz if (f.is_smooth and f.lipschitz) else 0.0
+
+    @property
+    def conj(self):
+        return self.f
+
+    def _call(self, x):
+        return self.f._conj_call(x)
+
+    def _prox(self, x, tau):
+        return x - tau * self.f._prox(x / tau, 1.0 / tau)
+
+    def _grad(self, x):
+        # members whose conjugate is smooth in closed form override conj instead
+        raise NotImplementedError(f"the gradient of {self._label()} is not available")
+
+    def _conj_call(self, x):
+        return self.f._call(x)
+
+    def _label(self):
+        return f"{self.f._label()}.conj"
+
+
+class SeparableSum(Functional):
+    """``F(y) = sum_i f_i(y_i)`` over the blocks of a flat vector ``y``."""
+
+    def __init__(self, functionals, shapes):
+        functionals = list(functionals)
+        shapes = [tuple(int(n) for n in s) for s in shapes]
+        if len(functionals) != len(shapes):
+            raise ValueError(
+                f"separable_sum: {len(functionals)} functionals but {len(shapes)} block shapes"
+            )
+        for f in functionals:
+            if not isinstance(f, Functional):
+                raise TypeError(f"separable_sum: expected Functionals, got {type(f).__name__}")
+        self.functionals = functionals
+        self.shapes = shapes
+        sizes = [math.prod(s) for s in shapes]
+        self._offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+        self.size = int(self._offsets[-1])
+        self.is_convex = all(f.is_convex for f in functionals)
+        self.is_smooth = all(f.is_smooth for f in functionals)
+        lips = [f.lipschitz for f in functionals]
+        self.lipschitz = max(lips) if self.is_smooth and None not in lips else None
+        self.strong_convexity = min(f.strong_convexity for f in functionals)
+        self.fixed_step = any(f.fixed_step for f in functionals)
+
+    def _blocks(self, y):
+        if tuple(y.shape) != (self.size,):
+            raise ValueError(
+                f"separable_sum: expected a flat vector of shape ({self.size},), got {tuple(y.shape)}"
+            )
+        return [
+            y[self._offsets[i]: self._offsets[i + 1]].reshape(s) for i, s in enumerate(self.shapes)
+        ]
+
+    def _tau_blocks(self, tau):
+        if isinstance(tau, float):
+            return [tau] * len(self.shapes)
+        return self._blocks(tau)
+
+    def _join(self, parts):
+        if is_torch(parts[0]):
+            return torch_module().cat([p.reshape(-1) for p in parts])
+        return np.concatenate([np.ravel(p) for p in parts])
+
+    def _call(self, y):
+        return sum(f._call(b) for f, b in zip(self.functionals, self._blocks(y)))
+
+    def _prox(self, y, tau):
+        return self._join(
+            [f._prox(b, t) for f, b, t in zip(self.functionals, self._blocks(y), self._tau_blocks(tau))]
+        )
+
+    def _grad(self, y):
+        return self._join([f._grad(b) for f, b in zip(self.functionals, self._blocks(y))])
+
+    def _conj_call(self, y):
+        return sum(f._conj_call(b) for f, b in zip(self.functionals, self._blocks(y)))
+
+    @property
+    def conj(self):
+        return SeparableSum([f.conj for f in self.functionals], self.shapes)
+
+    def _label(self):
+        return "separable_sum([" + ", ".join(f._label() for f in self.functionals) + "])"
+
+
+def separable_sum(functionals, shapes):
+    """Sum of functionals acting on the blocks of a stacked (flat) vector.
+
+    Parameters
+    ----------
+    functionals : sequence of Functional
+    shapes : sequence of tuple, or a ``Stacked`` operator
+        Shapes of the blocks; passing ``stack([A, B])`` uses its block shapes,
+        so ``separable_sum([f, g], K)`` matches the output of ``K = stack([A, B])``.
+
+    Returns
+    -------
+    SeparableSum
+    """
+    block_shapes = getattr(shapes, "block_shapes", None)
+    return SeparableSum(functionals, shapes if block_shapes is None else block_shapes)

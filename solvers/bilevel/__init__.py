@@ -1,0 +1,3 @@
+"""tikhon.solvers.bilevel: bilevel learning of regularization parameters."""
+
+__all__ = []
