@@ -138,6 +138,29 @@ class LinearOperator:
             return Scaled(self, 1.0 / float(c))
         return NotImplemented
 
+    # -- entrywise absolute value (diagonal preconditioning) -----------------
+    def abs(self):
+        """The operator ``|K|`` with entries ``|K_ij|``.
+
+        Pock and Chambolle's diagonal preconditioning (alpha = 1) needs the row
+        sums ``|K| 1`` and column sums ``|K|^T 1``. For compositions and sums the
+        result is an entrywise upper bound (``|AB| <= |A||B|``), which keeps the
+        preconditioned steps valid (only smaller).
+
+        Returns
+        -------
+        LinearOperator
+
+        Raises
+        ------
+        NotImplementedError
+            For operators without a closed form (pass explicit step sizes).
+        """
+        raise NotImplementedError(
+            f"{self._label()} does not provide |K| (needed for diagonal preconditioning); "
+            "pass explicit step sizes instead"
+        )
+
     # -- norm -----------------------------------------------------------------
     def norm(self, max_iter=300, tol=1e-8, seed=0):
         """Operator 2-norm (largest singular value) by seeded power iteration.
@@ -246,6 +269,9 @@ class AdjointOperator(LinearOperator):
     def norm(self, *args, **kwargs):
         return self.op.norm(*args, **kwargs)
 
+    def abs(self):
+        return self.op.abs().T
+
     def _label(self):
         return f"{self.op._label()}.T"
 
@@ -267,6 +293,9 @@ class Composition(LinearOperator):
 
     def _adjoint(self, y):
         return self.B._adjoint(self.A._adjoint(y))
+
+    def abs(self):
+        return Composition(self.A.abs(), self.B.abs())
 
     def _label(self):
         return f"({self.A._label()} @ {self.B._label()})"
@@ -290,6 +319,9 @@ class Sum(LinearOperator):
     def _adjoint(self, y):
         return self.A._adjoint(y) + self.B._adjoint(y)
 
+    def abs(self):
+        return Sum(self.A.abs(), self.B.abs())
+
     def _label(self):
         return f"({self.A._label()} + {self.B._label()})"
 
@@ -309,6 +341,9 @@ class Scaled(LinearOperator):
 
     def norm(self, *args, **kwargs):
         return abs(self.c) * self.op.norm(*args, **kwargs)
+
+    def abs(self):
+        return Scaled(self.op.abs(), abs(self.c))
 
     def _label(self):
         return f"{self.c:g} * {self.op._label()}"
@@ -363,6 +398,9 @@ class Stacked(LinearOperator):
         for op, p in zip(self.ops[1:], parts[1:]):
             out = out + op._adjoint(p)
         return out
+
+    def abs(self):
+        return Stacked([op.abs() for op in self.ops])
 
     def _label(self):
         return "stack([" + ", ".join(op._label() for op in self.ops) + "])"
