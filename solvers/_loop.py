@@ -116,7 +116,12 @@ def iterate(
                 history["time"].append(time.perf_counter() - t0)
                 for key, value in record.items():
                     history.setdefault(key, []).append(value)
-                bad = [key for key, v in record.items() if not math.isfinite(float(v))]
+                # +inf is a legitimate value of a recorded objective (an indicator not
+                # yet satisfied); NaN anywhere, or a non-finite criterion, means divergence
+                bad = [
+                    key for key, v in record.items()
+                    if math.isnan(float(v)) or (key == criterion and not math.isfinite(float(v)))
+                ]
                 if bad:
                     message = (
                         f"{name}: stopped at iteration {k}: non-finite "

@@ -9,7 +9,6 @@ because a 1024^2 weight map would otherwise be converted at every iteration.
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import numpy as np
@@ -28,7 +27,6 @@ __all__ = [
     "xp_maximum0",
     "xp_clip",
     "copy",
-    "to_float",
 ]
 
 
@@ -52,13 +50,14 @@ def check_param(p, name, where, *, nonneg=False, positive=False, allow_inf=False
         raise ValueError(f"{where}: {name} must not be None")
     if is_torch(p):
         torch = torch_module()
-        if p.is_complex() or not p.is_floating_point():
-            p = p.double() if not p.is_complex() else p
         if p.is_complex():
             raise TypeError(f"{where}: {name} must be real, got a complex tensor")
-        bad_nan = bool(torch.isnan(p).any())
-        finite = bool(torch.isfinite(p).all())
-        lo = float(p.min()) if p.numel() else 0.0
+        if not p.is_floating_point():
+            p = p.double()
+        d = p.detach()  # the checks must not touch the autograd graph
+        bad_nan = bool(torch.isnan(d).any())
+        finite = bool(torch.isfinite(d).all())
+        lo = float(d.min()) if d.numel() else 0.0
     else:
         if isinstance(p, bool):
             raise TypeError(f"{where}: {name} must be a real number or array, got a bool")
@@ -180,13 +179,3 @@ def xp_clip(x, lo, hi):
 
 def copy(x):
     return x.clone() if is_torch(x) else x.copy()
-
-
-def to_float(v):
-    """A 0-d array/tensor or number as a Python float."""
-    return float(v)
-
-
-def inf_if(cond):
-    """``inf`` when ``cond`` holds, else ``0.0`` (indicator values)."""
-    return math.inf if cond else 0.0

@@ -14,9 +14,16 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import check_real_floating, is_torch, torch_module, vdot
+from tikhon.operators._backend import all_finite, check_real_floating, is_torch, torch_module, vdot
+from tikhon.operators._kernels.prox_helpers import ParamCache
 
 __all__ = ["Functional", "ScaledFunctional", "ShiftedFunctional", "Conjugate", "SeparableSum", "separable_sum"]
+
+
+def any_nonzero(x) -> bool:
+    if is_torch(x):
+        return bool((x != 0).any())
+    return bool(np.any(x != 0))
 
 
 def check_step(tau, where):
@@ -161,7 +168,18 @@ class ScaledFunctional(Functional):
     def _grad(self, x):
         return self.c * self.f._grad(x)
 
+    @property
+    def conj(self):
+        if self.c == 0 or not self.f.is_convex:
+            return Conjugate(self)
+        # (c f)* = c f*( . / c): keeps the closed-form conjugate of f (e.g. the
+        # projection of L21's dual ball) instead of the generic Moreau route
+        return Dilated(self.f.conj, self.c)
+
     def _conj_call(self, x):
+        if self.c == 0:
+            # the conjugate of the zero function is the indicator of {0}
+            return 0.0 if not any_nonzero(x) else float("inf")
         # (c f)*(y) = c f*(y / c)
         return self.c * self.f._conj_call(x / self.c)
 
@@ -169,12 +187,53 @@ class ScaledFunctional(Functional):
         return f"{self.c:g} * {self.f._label()}"
 
 
+class Dilated(Functional):
+    """``y -> c g(y / c)`` for ``c > 0`` (the conjugate of ``c * g*``).
+
+    Its prox is ``c * prox_{(tau / c) g}(x / c)``.
+    """
+
+    def __init__(self, g, c):
+        self.g, self.c = g, float(c)
+        self.is_convex = g.is_convex
+        self.is_smooth = g.is_smooth
+        self.lipschitz = None if g.lipschitz is None else g.lipschitz / self.c
+        self.strong_convexity = g.strong_convexity / self.c
+
+    @property
+    def conj(self):
+        return ScaledFunctional(self.g.conj, self.c)
+
+    def _call(self, y):
+        return self.c * self.g._call(y / self.c)
+
+    def _prox(self, x, tau):
+        return self.c * self.g._prox(x / self.c, tau / self.c)
+
+    def _grad(self, y):
+        return self.g._grad(y / self.c)
+
+    def _conj_call(self, x):
+        return self.c * self.g._conj_call(x)
+
+    def _label(self):
+        return f"{self.c:g} * {self.g._label()}(. / {self.c:g})"
+
+
 class ShiftedFunctional(Functional):
     """``x -> f(x - b)``."""
 
     def __init__(self, f, b):
+        if not is_torch(b):
+            b = np.asarray(b)
+            if b.dtype.kind not in "fiu":
+                raise TypeError(f"shift: b must be a real array, got dtype {b.dtype}")
+        if not all_finite(b):
+            raise ValueError("shift: b must be finite")
         self.f = f
         self.b = b
+        # b is cast once per input dtype/device, so float32 and torch inputs keep their type
+        self._b = ParamCache(b)
         self.is_convex = f.is_convex
         self.is_smooth = f.is_smooth
         self.lipschitz = f.lipschitz
@@ -182,17 +241,18 @@ class ShiftedFunctional(Functional):
         self.fixed_step = f.fixed_step
 
     def _call(self, x):
-        return self.f._call(x - self.b)
+        return self.f._call(x - self._b.get(x))
 
     def _prox(self, x, tau):
-        return self.b + self.f._prox(x - self.b, tau)
+        b = self._b.get(x)
+        return b + self.f._prox(x - b, tau)
 
     def _grad(self, x):
-        return self.f._grad(x - self.b)
+        return self.f._grad(x - self._b.get(x))
 
     def _conj_call(self, x):
         # g(x) = f(x - b)  =>  g*(y) = f*(y) + <y, b>
-        return self.f._conj_call(x) + vdot(x, self.b)
+        return self.f._conj_call(x) + vdot(x, self._b.get(x))
 
     def _label(self):
         return f"{self.f._label()}.shift(b)"

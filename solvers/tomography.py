@@ -1,0 +1,457 @@
+"""Tomographic reconstruction with (space-variant) isotropic total variation.
+
+:func:`tv_reconstruction` solves
+
+.. math::
+
+    \\min_x \\; D(Ax; y) + \\lambda \\sum_i w_i \\|(\\nabla x)_i\\|_2
+    \\; (+\\, \\iota_{x \\ge 0}(x))
+
+with ``D`` the least-squares term ``0.5 ||Ax - y||^2`` or the Kullback-Leibler
+divergence ``KL(y; Ax)`` (Poisson data), by a Chambolle-Pock (PDHG) iteration on
+``K = [A; nu * grad]``. The loop is specialised: it keeps ``A x``, ``grad x``,
+``A^T p`` and ``grad^T q`` from one iteration to the next, so one iteration costs
+one application of ``A``, ``A^T``, ``grad`` and ``grad^T`` and the primal-dual
+residuals come for free.
+
+:func:`space_variant_weights` turns an estimate of the image (or of its gradient
+magnitude) into the per-pixel weights of space-variant TV (Morotti, Evangelista,
+Piccolomini et al., "Space-Variant Total Variation boosted by learning techniques
+in few-view tomographic imaging").
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from tikhon.operators._backend import check_real_floating, is_torch, torch_module
+from tikhon.operators.base import LinearOperator
+from tikhon.solvers._loop import iterate
+from tikhon.solvers._result import Result
+
+__all__ = ["tv_reconstruction", "space_variant_weights"]
+
+# Default sigma/tau balance of the fixed-ratio mode; found by a sweep on
+# Shepp-Logan and random-ellipse phantoms (64^2 to 256^2, 30-90 angles,
+# 0.5-2 % noise, images scaled to [0, 1]); see tv_reconstruction's Notes.
+_DEFAULT_RATIO = 2.0
+# power iteration approaches ||A|| from below: keep tau * sigma * ||K||^2 < 1
+_NORM_MARGIN = 1.02
+
+
+def _gradient_operator(shape):
+    from tikhon.operators import Gradient
+
+    return Gradient(shape)
+
+
+def _as_real(value, name, where):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {name} must be finite, got {value!r}")
+    return value
+
+
+def _to_numpy(x, name, where):
+    """Validated float array; torch tensors are moved to NumPy (the loop is NumPy)."""
+    x = check_real_floating(x, name, where)
+    if is_torch(x):
+        return x.detach().cpu().numpy(), (x.device, x.dtype)
+    return x, None
+
+
+def _check_image_array(arr, shape, name, where, nonneg=False, dtype=np.float64):
+    arr, _ = _to_numpy(arr, name, where)
+    if tuple(arr.shape) != tuple(shape):
+        raise ValueError(f"{where}: {name} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{where}: {name} must be finite (found NaN or inf)")
+    if nonneg and (arr < 0).any():
+        raise ValueError(f"{where}: {name} must be nonnegative")
+    return np.asarray(arr, dtype=dtype)
+
+
+def _gradient_abs_colsum(shape):
+    """Column sums of |grad| (forward differences, Neumann): how many differences touch a pixel."""
+    out = np.zeros(shape)
+    for axis, n in enumerate(shape):
+        idx = np.arange(n)
+        count = (idx < n - 1).astype(float) + (idx > 0).astype(float)
+        out += count.reshape([-1 if a == axis else 1 for a in range(len(shape))])
+    return out
+
+
+def _group_norm(g):
+    """Pixel-wise Euclidean norm over the first axis (the gradient components)."""
+    return np.sqrt(np.einsum("i...,i...->...", g, g))
+
+
+def _kl_value(z, y):
+    """KL(y; z) = sum z - y + y log(y / z), with 0 log 0 = 0.
+
+    Where ``z <= 0`` and ``y > 0`` the divergence is infinite; the monitor
+    floors ``z`` at a tiny positive value instead so that the history stays
+    finite during the first iterations (the iteration itself is unaffected).
+    """
+    zs = np.maximum(z, 1e-300)
+    pos = y > 0
+    val = np.sum(zs - y)
+    val += np.sum(y[pos] * (np.log(y[pos]) - np.log(zs[pos])))
+    return float(val)
+
+
+def _relative(num, den):
+    """``num / den``; 0 when both vanish, 1 (not converged) when only ``den`` does."""
+    if den > 0 and math.isfinite(num / den):
+        return num / den
+    return 0.0 if num == 0 else 1.0
+
+
+class _State:
+    __slots__ = (
+        "x", "Ax", "Gx", "p", "q", "ATp", "GTq", "tau", "sigma_p", "sigma_q",
+        "alpha", "res_primal", "res_dual", "k",
+    )
+
+
+def tv_reconstruction(
+    A,
+    y,
+    lam,
+    weights=None,
+    nonneg=True,
+    data="l2",
+    x0=None,
+    tol=1e-4,
+    max_iter=5000,
+    step_ratio=None,
+    precondition=False,
+    callback=None,
+    progress=False,
+    check_every=10,
+):
+    """Reconstruct an image with (space-variant) isotropic TV by Chambolle-Pock.
+
+    Solves ``min_x D(Ax; y) + lam * sum_i w_i ||(grad x)_i||_2`` (subject to
+    ``x >= 0`` when ``nonneg``), where ``D`` is ``0.5 ||Ax - y||^2``
+    (``data="l2"``) or ``KL(y; Ax) = sum(Ax - y + y log(y / Ax))``
+    (``data="kl"``, Poisson counts), ``grad`` the forward-difference gradient
+    with Neumann boundary and ``w`` the per-pixel weights (all ones: plain TV).
+
+    Parameters
+    ----------
+    A : LinearOperator
+        Forward operator (e.g. :class:`tikhon.operators.Radon`); its
+        ``in_shape`` is the image shape.
+    y : array
+        Data of shape ``A.out_shape``, finite (nonnegative for ``data="kl"``).
+        A torch tensor is accepted; the iteration runs in NumPy and the
+        result's ``x`` is returned as a tensor on the input's device.
+    lam : float
+        Regularisation weight, ``>= 0``.
+    weights : array, optional
+        Per-pixel weights ``w_i >= 0`` of the image shape (see
+        :func:`space_variant_weights`); ``None`` gives plain TV.
+    nonneg : bool
+        Constrain ``x >= 0``.
+    data : {"l2", "kl"}
+        Data term.
+    x0 : array, optional
+        Starting image (default zeros).
+    tol : float
+        Stop when the relative primal-dual residual (see Notes) is ``<= tol``.
+    max_iter : int
+        Maximum number of iterations (a ConvergenceWarning is emitted when it
+        is reached).
+    step_ratio : float, optional
+        Fixed ratio ``sigma / tau``-balance ``r``: ``tau = 1 / (r L)``,
+        ``sigma = r / L`` with ``L`` the (balanced) norm of ``K``. ``None``
+        (default) starts from the tuned ratio and adapts it to balance the
+        primal and dual residuals (Goldstein et al.), with a geometrically
+        decaying adaptation so the steps settle.
+    precondition : bool
+        Use Pock-Chambolle diagonal preconditioning (needs ``A.abs()``); the
+        step ratio then multiplies the diagonal steps.
+    callback : callable, optional
+        ``callback(state) -> bool`` after each iteration; True stops. The state
+        has ``x``, ``p`` (data dual), ``q`` (TV dual), ``tau``, ``k``.
+    progress : bool
+        Show a tqdm progress bar.
+    check_every : int
+        Record the history and test convergence every this many iterations.
+
+    Returns
+    -------
+    Result
+        ``x`` (the image), ``dual = (p, q)``, ``history`` with ``objective``,
+        ``residual`` (the stopping criterion), ``primal_residual``,
+        ``dual_residual`` and ``step_ratio``; ``steps`` holds the final
+        ``tau``, ``sigma`` and ``nu``.
+
+    Notes
+    -----
+    The blocks of ``K = [A; nu grad]`` are balanced with
+    ``nu = ||A|| / ||grad||`` (``||grad||^2 <= 4 d`` in ``d`` dimensions), and
+    the TV term becomes ``(lam / nu) sum_i w_i ||z_i||`` on ``z = nu grad x``.
+    One iteration is ``x+ = P(x - tau K^T u)``, ``u+ = prox_{sigma F*}(u +
+    sigma K(2x+ - x))``. Its residuals (Goldstein, Li, Yuan 2015) are
+
+    ``P = (x - x+) / tau - K^T(u - u+)`` and ``D = (u - u+) / sigma + K(x+ - x)``,
+
+    made relative as ``|P| / (|A^T p+| + |nu grad^T q+|)`` and
+    ``|D| / |K x+|``; the criterion is the larger of the two. ``tol = 1e-4``
+    gives reconstructions whose PSNR no longer changes visibly; tighter tolerances
+    (1e-6) reach objective values within ~1e-5 of an interior-point solver.
+
+    Plain ``tau = sigma = 1/||K||`` converges very slowly on CT problems
+    because the primal variable (an image of values ~1) and the dual variables
+    live on very different scales; the default ratio 10 with residual balancing
+    converges in a few hundred iterations at 256 x 256.
+    """
+    where = "tv_reconstruction"
+    if not isinstance(A, LinearOperator):
+        raise TypeError(f"{where}: A must be a LinearOperator, got {type(A).__name__}")
+    y, torch_info = _to_numpy(y, "y", where)
+    if tuple(y.shape) != tuple(A.out_shape):
+        raise ValueError(f"{where}: y has shape {tuple(y.shape)}, expected A.out_shape {A.out_shape}")
+    if not np.isfinite(y).all():
+        raise ValueError(f"{where}: y must be finite (found NaN or inf)")
+    dtype = y.dtype
+    lam = _as_real(lam, "lam", where)
+    if lam < 0:
+        raise ValueError(f"{where}: lam must be >= 0, got {lam}")
+    if data not in ("l2", "kl"):
+        raise ValueError(f"{where}: data must be 'l2' or 'kl', got {data!r}")
+    if data == "kl" and (y < 0).any():
+        raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
+    shape = tuple(A.in_shape)
+    if weights is None:
+        w = np.ones(shape, dtype=dtype)
+    else:
+        w = _check_image_array(weights, shape, "weights", where, nonneg=True, dtype=dtype)
+    if x0 is None:
+        x = np.zeros(shape, dtype=dtype)
+    else:
+        x = _check_image_array(x0, shape, "x0", where, dtype=dtype).copy()
+        if nonneg:
+            np.maximum(x, 0, out=x)
+    adaptive = step_ratio is None
+    if adaptive:
+        ratio = _DEFAULT_RATIO
+    else:
+        ratio = _as_real(step_ratio, "step_ratio", where)
+        if ratio <= 0:
+            raise ValueError(f"{where}: step_ratio must be > 0, got {ratio}")
+    if not isinstance(nonneg, (bool, np.bool_)):
+        raise TypeError(f"{where}: nonneg must be a bool, got {type(nonneg).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"{where}: callback must be callable")
+
+    G = _gradient_operator(shape)
+    norm_A = A.norm() * _NORM_MARGIN
+    if norm_A == 0:
+        raise ValueError(f"{where}: A is the zero operator")
+    norm_G = 2.0 * math.sqrt(len(shape))
+    nu = norm_A / norm_G
+    radius = (lam / nu) * w  # pointwise bound on the TV dual variable q
+
+    s = _State()
+    s.x = x
+    s.Ax = A._forward(x)
+    s.Gx = G._forward(x)
+    s.p = np.zeros(A.out_shape, dtype=dtype)
+    s.q = np.zeros((len(shape),) + shape, dtype=dtype)
+    s.ATp = np.zeros(shape, dtype=dtype)
+    s.GTq = np.zeros(shape, dtype=dtype)
+    s.alpha = 0.5
+    s.res_primal = s.res_dual = np.inf
+    s.k = 0
+    if precondition:
+        try:
+            absA = A.abs()
+        except NotImplementedError as exc:
+            raise ValueError(
+                f"{where}: precondition=True needs A.abs() (|A| for the diagonal steps); "
+                f"{A._label()} does not provide it"
+            ) from exc
+        rows = absA._forward(np.ones(shape, dtype=dtype))
+        cols = absA._adjoint(np.ones(A.out_shape, dtype=dtype)) + nu * _gradient_abs_colsum(shape)
+        # rows of A that see no pixel keep a unit step: their dual is never driven
+        tau0 = 1.0 / np.where(cols > 0, cols, 1.0)
+        sp0 = 1.0 / np.where(rows > 0, rows, 1.0)
+        sq0 = 1.0 / (2.0 * nu)
+        s.tau, s.sigma_p, s.sigma_q = tau0 / ratio, sp0 * ratio, sq0 * ratio
+        L = 1.0
+    else:
+        L = math.sqrt(norm_A**2 + (nu * norm_G) ** 2)
+        s.tau, s.sigma_p = 1.0 / (ratio * L), ratio / L
+        s.sigma_q = s.sigma_p
+    ratio_now = [ratio]
+
+    def step(s):
+        x_old, Ax_old, Gx_old, p_old, q_old = s.x, s.Ax, s.Gx, s.p, s.q
+        ATp_old, GTq_old = s.ATp, s.GTq
+        tau, sp, sq = s.tau, s.sigma_p, s.sigma_q
+        x_new = x_old - tau * (ATp_old + nu * GTq_old)
+        if nonneg:
+            np.maximum(x_new, 0, out=x_new)
+        Ax_new = A._forward(x_new)
+        Gx_new = G._forward(x_new)
+        # dual step at the extrapolated point 2 x+ - x (theta = 1)
+        v = p_old + sp * (2.0 * Ax_new - Ax_old)
+        if data == "l2":
+            p_new = (v - sp * y) / (1.0 + sp)
+        else:
+            p_new = 0.5 * (v + 1.0 - np.sqrt((v - 1.0) ** 2 + 4.0 * sp * y))
+        q_new = q_old + (sq * nu) * (2.0 * Gx_new - Gx_old)
+        mag = _group_norm(q_new)
+        # projection onto the weighted ball ||q_i|| <= (lam / nu) w_i
+        scale = np.where(mag > radius, radius / np.maximum(mag, 1e-300), 1.0)
+        q_new *= scale
+        ATp_new = A._adjoint(p_new)
+        GTq_new = G._adjoint(q_new)
+
+        # residuals (Goldstein et al.), reusing the maps already computed
+        P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
+        Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
+        Dq = (q_old - q_new) / sq + nu * (Gx_new - Gx_old)
+        scale_p = np.linalg.norm(ATp_new) + nu * np.linalg.norm(GTq_new)
+        scale_d = math.hypot(np.linalg.norm(Ax_new), nu * np.linalg.norm(Gx_new))
+        s.res_primal = _relative(float(np.linalg.norm(P)), scale_p)
+        s.res_dual = _relative(math.hypot(np.linalg.norm(Dp), np.linalg.norm(Dq)), scale_d)
+
+        s.x, s.Ax, s.Gx, s.p, s.q, s.ATp, s.GTq = x_new, Ax_new, Gx_new, p_new, q_new, ATp_new, GTq_new
+        s.k += 1
+        if adaptive and s.alpha > 1e-3:
+            # residual balancing: a larger primal residual asks for a larger tau
+            delta = 1.5
+            if s.res_primal > delta * s.res_dual:
+                f = 1.0 / (1.0 - s.alpha)
+            elif s.res_primal < s.res_dual / delta:
+                f = 1.0 - s.alpha
+            else:
+                f = None
+            if f is not None:
+                s.tau = s.tau * f
+                s.sigma_p = s.sigma_p / f
+                s.sigma_q = s.sigma_q / f
+                ratio_now[0] /= f
+                s.alpha *= 0.95
+        return s
+
+    def objective(s):
+        if data == "l2":
+            r = s.Ax - y
+            fit = 0.5 * float(np.vdot(r.ravel(), r.ravel()))
+        else:
+            fit = _kl_value(s.Ax, y)
+        return fit + lam * float(np.sum(w * _group_norm(s.Gx)))
+
+    def monitor(s):
+        return {
+            "objective": objective(s),
+            "residual": max(s.res_primal, s.res_dual),
+            "primal_residual": s.res_primal,
+            "dual_residual": s.res_dual,
+            "step_ratio": ratio_now[0],
+        }
+
+    s, outcome = iterate(
+        s,
+        step,
+        monitor,
+        criterion="residual",
+        tol=tol,
+        max_iter=max_iter,
+        callback=callback,
+        progress=progress,
+        check_every=check_every,
+        name="tv_reconstruction",
+    )
+    x_out = s.x
+    if torch_info is not None:
+        torch = torch_module()
+        x_out = torch.from_numpy(np.ascontiguousarray(x_out)).to(device=torch_info[0], dtype=torch_info[1])
+    tau_out = s.tau if np.isscalar(s.tau) else float(np.max(s.tau))
+    sigma_out = s.sigma_p if np.isscalar(s.sigma_p) else float(np.max(s.sigma_p))
+    return Result(
+        x=x_out,
+        converged=outcome.converged,
+        n_iter=outcome.n_iter,
+        message=outcome.message,
+        history=outcome.history,
+        elapsed=outcome.elapsed,
+        steps={"tau": float(tau_out), "sigma": float(sigma_out), "nu": float(nu),
+               "step_ratio": float(ratio_now[0]), "norm_K": float(L)},
+        dual=(s.p, s.q),
+        info={"objective": objective(s), "residual": max(s.res_primal, s.res_dual),
+              "lam": lam, "data": data},
+    )
+
+
+def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=0.1):
+    """Per-pixel weights of space-variant TV from an estimate of the image.
+
+    ``w_i = (eta / sqrt(eta^2 + g_i^2))^(1 - p)`` where ``g_i`` is the
+    gradient magnitude of the estimate at pixel ``i`` (forward differences,
+    Neumann boundary). Weights lie in ``(0, 1]``: close to 1 in flat regions,
+    small on edges, so that edges are penalised less (Morotti, Evangelista,
+    Piccolomini et al., space-variant TV for few-view CT).
+
+    Parameters
+    ----------
+    estimate : array
+        An image estimate ``x_hat`` (``kind="image"``), e.g. a TV pilot
+        reconstruction or a network's output, or directly a nonnegative
+        gradient-magnitude map ``|grad x_hat|`` (``kind="gradient"``).
+    eta : float, optional
+        Edge threshold ``> 0`` in gradient units; gradients much larger than
+        ``eta`` get weight ``~ (eta / g)^(1 - p)``. Default:
+        ``eta_fraction * max_i g_i`` (``1`` when the estimate is constant).
+    p : float
+        Exponent in ``(0, 1]``; ``p = 1`` gives all ones (plain TV), smaller
+        ``p`` gives stronger edge preservation.
+    kind : {"image", "gradient"}
+        What ``estimate`` holds.
+    eta_fraction : float
+        Fraction of the largest gradient magnitude used when ``eta`` is None.
+
+    Returns
+    -------
+    numpy.ndarray
+        Weights of the image shape, in ``(0, 1]``.
+    """
+    where = "space_variant_weights"
+    if kind not in ("image", "gradient"):
+        raise ValueError(f"{where}: kind must be 'image' or 'gradient', got {kind!r}")
+    est, _ = _to_numpy(estimate, "estimate", where)
+    est = np.asarray(est, dtype=np.float64)
+    if not np.isfinite(est).all():
+        raise ValueError(f"{where}: estimate must be finite (found NaN or inf)")
+    p = _as_real(p, "p", where)
+    if not 0 < p <= 1:
+        raise ValueError(f"{where}: p must be in (0, 1], got {p}")
+    if kind == "image":
+        g = _group_norm(_gradient_operator(est.shape)._forward(est))
+    else:
+        if (est < 0).any():
+            raise ValueError(f"{where}: a gradient-magnitude estimate must be nonnegative")
+        g = est
+    if eta is None:
+        frac = _as_real(eta_fraction, "eta_fraction", where)
+        if frac <= 0:
+            raise ValueError(f"{where}: eta_fraction must be > 0, got {frac}")
+        gmax = float(g.max()) if g.size else 0.0
+        eta = frac * gmax if gmax > 0 else 1.0
+    else:
+        eta = _as_real(eta, "eta", where)
+        if eta <= 0:
+            raise ValueError(f"{where}: eta must be > 0, got {eta}")
+    if p == 1:
+        return np.ones_like(g)
+    return (eta / np.sqrt(eta**2 + g**2)) ** (1.0 - p)

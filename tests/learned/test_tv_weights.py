@@ -1,0 +1,119 @@
+"""TVWeightNet: shapes, determinism, committed weights, a tiny training run, weights."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from tikhon.learned.tv_weights import (  # noqa: E402
+    DEFAULT_WEIGHTS,
+    TVWeightNet,
+    elastic_loss,
+    gradient_magnitude,
+    load_weights,
+    make_training_set,
+    save_weights,
+    train_tv_weight_net,
+    weights_from_network,
+)
+from tikhon.operators import Gradient  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    torch.set_num_threads(1)
+
+
+def test_forward_shapes_any_size():
+    torch.manual_seed(0)
+    net = TVWeightNet(width=4)
+    for h, w in [(32, 32), (30, 27), (64, 48)]:
+        out = net(torch.randn(2, 1, h, w))
+        assert out.shape == (2, 2, h, w)
+        assert (out[:, 1] >= 0).all()
+    with pytest.raises(ValueError, match="input"):
+        net(torch.randn(1, 3, 8, 8))
+    n_params = sum(p.numel() for p in TVWeightNet(width=16).parameters())
+    assert 1e5 <= n_params <= 3e5
+
+
+def test_gradient_magnitude_matches_operator():
+    x = np.random.default_rng(0).random((12, 9))
+    expected = np.hypot(*Gradient(x.shape)(x))
+    got = gradient_magnitude(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_deterministic_init_and_predict():
+    torch.manual_seed(3)
+    a = TVWeightNet(width=4)
+    torch.manual_seed(3)
+    b = TVWeightNet(width=4)
+    img = np.random.default_rng(1).random((20, 20))
+    ia, ga = a.predict(img)
+    ib, gb = b.predict(img)
+    np.testing.assert_array_equal(ia, ib)
+    np.testing.assert_array_equal(ga, gb)
+    # predict works in the input's units: scaling the input scales both outputs
+    ic, gc = a.predict(10 * img)
+    np.testing.assert_allclose(ic, 10 * ia, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(gc, 10 * ga, rtol=1e-5, atol=1e-6)
+
+
+def test_save_load_roundtrip(tmp_path):
+    torch.manual_seed(0)
+    net = TVWeightNet(width=4)
+    path = tmp_path / "net.pt"
+    save_weights(net, path, meta={"beta": 1.0})
+    # a plain dict of tensors and strings: loads without pickle
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"state_dict", "meta"}
+    loaded = load_weights(path)
+    x = torch.randn(1, 1, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), net.eval()(x))
+    assert loaded.meta["beta"] == "1.0"
+    with pytest.raises(FileNotFoundError):
+        load_weights(tmp_path / "missing.pt")
+
+
+def test_committed_weights_load_and_help():
+    assert DEFAULT_WEIGHTS.is_file()
+    assert DEFAULT_WEIGHTS.stat().st_size < 5e6
+    torch.load(DEFAULT_WEIGHTS, weights_only=True)
+    net = TVWeightNet.pretrained()
+    fbp, truth = make_training_set(2, size=64, rng=123)
+    out = net(torch.from_numpy(fbp)).detach()
+    # the trained network improves on its input (FBP) for held-out phantoms
+    err_net = torch.mean((out[:, :1] - torch.from_numpy(truth)) ** 2)
+    err_fbp = torch.mean((torch.from_numpy(fbp) - torch.from_numpy(truth)) ** 2)
+    assert err_net < 0.7 * err_fbp
+    w = weights_from_network(net, fbp[0, 0], p=0.5)
+    assert w.shape == (64, 64) and np.all((w > 0) & (w <= 1))
+    w_img = weights_from_network(net, fbp[0, 0], p=0.5, source="image")
+    assert w_img.shape == (64, 64)
+    with pytest.raises(ValueError, match="source"):
+        weights_from_network(net, fbp[0, 0], source="edges")
+
+
+def test_tiny_training_run_decreases_loss():
+    fbp, truth = make_training_set(8, size=32, angles=(20, 30), rng=0)
+    net, losses = train_tv_weight_net(fbp, truth, beta=1.0, width=4, epochs=6, batch_size=4, lr=3e-3, seed=0)
+    assert len(losses) == 6
+    assert losses[-1] < 0.8 * losses[0]
+    # same seed, same result
+    net2, losses2 = train_tv_weight_net(fbp, truth, beta=1.0, width=4, epochs=6, batch_size=4, lr=3e-3, seed=0)
+    assert losses2 == losses
+    with pytest.raises(ValueError, match="beta"):
+        train_tv_weight_net(fbp, truth, beta=-1.0, epochs=1)
+
+
+def test_elastic_loss_terms():
+    target = torch.zeros(1, 1, 8, 8)
+    target[..., 4:, :] = 1.0
+    out = torch.zeros(1, 2, 8, 8)
+    image_only = elastic_loss(out, target, beta=0.0)
+    assert float(image_only) == pytest.approx(0.5)
+    with_grad = elastic_loss(out, target, beta=2.0)
+    # |grad target| is 1 on one row of 8 pixels out of 64
+    assert float(with_grad) == pytest.approx(0.5 + 2.0 * 8 / 64, rel=1e-5)

@@ -1,0 +1,256 @@
+"""Tests of tikhon.operators.Radon against closed forms, scikit-image and ASTRA."""
+
+import math
+
+import numpy as np
+import pytest
+
+from tikhon.operators import Radon, dot_test
+
+skimage_transform = pytest.importorskip("skimage.transform")
+from skimage.data import shepp_logan_phantom  # noqa: E402
+from skimage.metrics import peak_signal_noise_ratio  # noqa: E402
+
+
+def _angles(n, stop=np.pi):
+    return np.linspace(0.0, stop, n, endpoint=False)
+
+
+def _torch():
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    return torch
+
+
+def _disk(n, radius, center, sub=8):
+    """Pixel-area fractions of a disk (supersampled), centre in (row, col) indices."""
+    off = (np.arange(sub) + 0.5) / sub - 0.5
+    ii, jj = np.mgrid[:n, :n].astype(float)
+    img = np.zeros((n, n))
+    for a in off:
+        for b in off:
+            img += (ii + a - center[0]) ** 2 + (jj + b - center[1]) ** 2 <= radius ** 2
+    return img / sub ** 2
+
+
+@pytest.fixture(scope="module")
+def phantom256():
+    return skimage_transform.resize(shepp_logan_phantom(), (256, 256))
+
+
+# -- adjointness ---------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("det_spacing", [1.0, 0.6, 1.7])
+def test_dot_test(dtype, backend, det_spacing):
+    if backend == "torch":
+        _torch()
+    # non-square, angles over the full circle and off the grid, odd spacing
+    A = Radon((36, 29), _angles(23, 2 * np.pi) + 0.05, det_spacing=det_spacing)
+    for seed in range(3):
+        dot_test(A, dtype=dtype, backend=backend, rng=seed)
+
+
+def test_dot_test_float32_large():
+    A = Radon((256, 256), _angles(180))
+    assert dot_test(A, dtype=np.float32, rng=1) <= 1e-4
+    assert dot_test(A, dtype=np.float64, rng=1) <= 1e-10
+
+
+def test_adjoint_property_matches_transpose():
+    A = Radon((10, 12), _angles(7, 2 * np.pi) + 0.3, n_det=17)
+    rng = np.random.default_rng(0)
+    y = rng.standard_normal(A.out_shape)
+    np.testing.assert_allclose(A.T(y), A.adjoint(y))
+    # dense matrix check: forward columns equal adjoint rows
+    M = np.stack([A(e.reshape(10, 12)).ravel() for e in np.eye(120)], axis=1)
+    Mt = np.stack([A.T(e.reshape(A.out_shape)).ravel() for e in np.eye(M.shape[0])], axis=1)
+    np.testing.assert_allclose(M.T, Mt, atol=1e-12)
+    assert M.min() >= 0.0
+    assert A.abs() is A
+
+
+# -- accuracy ------------------------------------------------------------------
+def test_disk_matches_analytic():
+    n, r = 256, 80.0
+    A = Radon((n, n), _angles(60))
+    sino = A(_disk(n, r, A.center))
+    t = (np.arange(A.n_det) - A.det_center) * A.det_spacing
+    exact = np.broadcast_to(2 * np.sqrt(np.maximum(r ** 2 - t ** 2, 0.0)), sino.shape)
+    rel = np.linalg.norm(sino - exact) / np.linalg.norm(exact)
+    assert rel <= 0.02, rel
+
+
+def test_disk_off_centre_and_spacing():
+    # geometry with a non-default centre and detector spacing
+    n, r = 96, 20.0
+    center, ds = (50.5, 40.0), 1.5
+    A = Radon((n, n), _angles(40), det_spacing=ds, center=center)
+    sino = A(_disk(n, r, center))
+    t = (np.arange(A.n_det) - A.det_center) * ds
+    exact = np.broadcast_to(2 * np.sqrt(np.maximum(r ** 2 - t ** 2, 0.0)), sino.shape)
+    assert np.linalg.norm(sino - exact) / np.linalg.norm(exact) <= 0.02
+
+
+def test_default_geometry():
+    A = Radon((256, 256), _angles(10))
+    assert A.out_shape == (10, 363)  # ceil(256 * sqrt(2)), odd
+    assert A.center == (128.0, 128.0) and A.det_center == 181.0
+    B = Radon((100, 60), _angles(10))
+    assert B.n_det == math.ceil(math.hypot(100, 60)) | 1
+
+
+def test_shepp_logan_matches_skimage(phantom256):
+    ang = _angles(90)
+    A = Radon((256, 256), ang)
+    ref = skimage_transform.radon(phantom256, np.degrees(ang), circle=False).T
+    assert ref.shape == A.out_shape  # same detector grid, no interpolation needed
+    rel = np.linalg.norm(A(phantom256) - ref) / np.linalg.norm(ref)
+    assert rel <= 0.05, rel
+
+
+def test_orientation_matches_skimage_nonsquare():
+    # an asymmetric image on a non-square grid catches flips and centring errors
+    rng = np.random.default_rng(3)
+    img = np.zeros((48, 64))
+    for _ in range(6):
+        r0, c0 = rng.integers(8, 40), rng.integers(8, 56)
+        img[r0 - 3:r0 + 4, c0 - 2:c0 + 5] += rng.uniform(0.5, 1.0)
+    ang = np.array([0.0, 0.3, 1.0, np.pi / 2, 2.2, 3.0])
+    ref = skimage_transform.radon(img, np.degrees(ang), circle=False).T
+    # skimage pads to a square of side ceil(sqrt(2) * max(shape)), detector centre n//2
+    A = Radon(img.shape, ang, n_det=ref.shape[1])
+    rel = np.linalg.norm(A(img) - ref) / np.linalg.norm(ref)
+    assert rel <= 0.05, rel
+    flipped = np.linalg.norm(A(img)[:, ::-1] - ref) / np.linalg.norm(ref)
+    assert flipped > 0.3
+
+
+def test_matches_astra_linear_projector():
+    astra = pytest.importorskip("astra")
+    n = 64
+    ang = _angles(30, 2 * np.pi) + 0.1
+    A = Radon((n, n), ang, n_det=95, center=((n - 1) / 2, (n - 1) / 2), det_center=47.0)
+    x = np.random.default_rng(0).random((n, n)).astype(np.float32)
+    vg = astra.create_vol_geom(n, n)
+    pg = astra.create_proj_geom("parallel", 1.0, 95, ang)
+    pid = astra.create_projector("linear", pg, vg)
+    try:
+        sid, sino = astra.create_sino(x, pid)
+        astra.data2d.delete(sid)
+    finally:
+        astra.projector.delete(pid)
+    rel = np.linalg.norm(A(x) - sino) / np.linalg.norm(sino)
+    assert rel <= 1e-4, rel
+
+
+# -- filtered backprojection ---------------------------------------------------
+def test_fbp_psnr(phantom256):
+    ang = _angles(180)
+    A = Radon((256, 256), ang)
+    rec = A.fbp(A(phantom256))
+    psnr = peak_signal_noise_ratio(phantom256, rec, data_range=phantom256.max() - phantom256.min())
+    assert psnr >= 25.0, psnr
+    # not the adjoint: the adjoint of the data is far from the image
+    assert np.linalg.norm(A.T(A(phantom256)) - phantom256) > 10 * np.linalg.norm(rec - phantom256)
+
+
+@pytest.mark.parametrize("filt", ["ramp", "shepp-logan", "cosine", "hamming", "hann"])
+def test_fbp_matches_skimage_iradon(filt):
+    n = 96
+    img = skimage_transform.resize(shepp_logan_phantom(), (n, n))
+    ang = _angles(120)
+    A = Radon((n, n), ang)
+    sino = A(img)
+    ref = skimage_transform.iradon(sino.T, np.degrees(ang), output_size=n, circle=False,
+                                   filter_name=filt)
+    rec = A.fbp(sino, filter=filt)
+    rel = np.linalg.norm(rec - ref) / np.linalg.norm(ref)
+    assert rel <= 0.08, (filt, rel)
+
+
+def test_fbp_full_circle_and_dtype():
+    n = 64
+    img = skimage_transform.resize(shepp_logan_phantom(), (n, n))
+    half = Radon((n, n), _angles(60))
+    full = Radon((n, n), _angles(120, 2 * np.pi))
+    np.testing.assert_allclose(full.angle_weights(), np.pi / 120)
+    np.testing.assert_allclose(half.angle_weights(), np.pi / 60)
+    r_half = half.fbp(half(img))
+    r_full = full.fbp(full(img))
+    assert np.linalg.norm(r_full - r_half) / np.linalg.norm(r_half) <= 0.05
+    r32 = half.fbp(half(img.astype(np.float32)))
+    assert r32.dtype == np.float32
+    np.testing.assert_allclose(r32, r_half, atol=1e-4 * np.abs(r_half).max())
+
+
+# -- torch ---------------------------------------------------------------------
+@pytest.mark.parametrize("det_spacing", [1.0, 0.7])
+def test_torch_matches_numpy(det_spacing):
+    torch = _torch()
+    A = Radon((33, 40), _angles(17, 2 * np.pi) + 0.2, det_spacing=det_spacing)
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal(A.in_shape), rng.standard_normal(A.out_shape)
+    fx, ay = A(torch.from_numpy(x)), A.T(torch.from_numpy(y))
+    assert isinstance(fx, torch.Tensor) and fx.dtype == torch.float64
+    np.testing.assert_allclose(fx.numpy(), A(x), rtol=1e-6, atol=1e-9 * np.abs(A(x)).max())
+    np.testing.assert_allclose(ay.numpy(), A.T(y), rtol=1e-6, atol=1e-9 * np.abs(A.T(y)).max())
+    s = A(x)
+    r = A.fbp(torch.from_numpy(s))
+    np.testing.assert_allclose(r.numpy(), A.fbp(s), atol=1e-9 * np.abs(A.fbp(s)).max())
+    x32 = torch.from_numpy(x.astype(np.float32))
+    assert A(x32).dtype == torch.float32
+    np.testing.assert_allclose(A(x32).numpy(), A(x), rtol=1e-3, atol=1e-4 * np.abs(A(x)).max())
+
+
+def test_torch_gradcheck():
+    torch = _torch()
+    A = Radon((6, 7), np.array([0.0, 0.4, 1.3, 2.0, 2.9]))
+    x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True, generator=torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(lambda v: A(v), (x,))
+    y = torch.randn(A.out_shape, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda v: A.T(v), (y,))
+
+
+# -- validation ----------------------------------------------------------------
+def test_bad_inputs():
+    A = Radon((16, 16), _angles(8))
+    with pytest.raises(ValueError, match="shape"):
+        A(np.zeros((16, 15)))
+    with pytest.raises(ValueError, match="shape"):
+        A.T(np.zeros((8, 5)))
+    with pytest.raises(TypeError):
+        A(np.zeros((16, 16), dtype=np.int64))
+    with pytest.raises(TypeError):
+        A(np.zeros((16, 16), dtype=np.complex128))
+    with pytest.raises(ValueError, match="sinogram"):
+        A.fbp(np.zeros((8, 3)))
+    with pytest.raises(ValueError, match="filter"):
+        A.fbp(np.zeros(A.out_shape), filter="butterworth")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({"angles": [0.0, np.nan]}, ValueError, "angles"),
+        ({"angles": [0.0, np.inf]}, ValueError, "angles"),
+        ({"angles": []}, ValueError, "angles"),
+        ({"angles": [[0.0, 1.0]]}, ValueError, "angles"),
+        ({"angles": ["a"]}, TypeError, "angles"),
+        ({"n_det": 0}, ValueError, "n_det"),
+        ({"n_det": -3}, ValueError, "n_det"),
+        ({"n_det": 2.5}, TypeError, "n_det"),
+        ({"det_spacing": 0.0}, ValueError, "det_spacing"),
+        ({"det_spacing": -1.0}, ValueError, "det_spacing"),
+        ({"det_spacing": np.nan}, ValueError, "det_spacing"),
+        ({"image_shape": (0, 4)}, ValueError, "image_shape"),
+        ({"image_shape": (4, 4, 4)}, ValueError, "image_shape"),
+        ({"center": (1.0, np.nan)}, ValueError, "center"),
+        ({"dtype": np.int32}, TypeError, "dtype"),
+    ],
+)
+def test_bad_construction(kwargs, exc, match):
+    args = {"image_shape": (8, 8), "angles": _angles(4)}
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        Radon(**args)

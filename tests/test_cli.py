@@ -1,0 +1,167 @@
+"""The tikhon command line: demo and reconstruct, in process and as ``python -m tikhon``."""
+
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from tikhon.cli import METHODS, main
+from tikhon.data import shepp_logan, simulate_sinogram
+from tikhon.metrics import psnr
+from tikhon.operators import Radon
+
+
+def table_value(text, method, column):
+    """Read a number from the printed table (columns: PSNR, SSIM, iterations, seconds)."""
+    m = re.search(rf"^{method}\s+([-\d.]+)\s+([-\d.]+)\s+(\d+)\*?\s+([\d.]+)$", text, re.M)
+    assert m, f"no table row for {method} in:\n{text}"
+    return float(m.group({"psnr": 1, "ssim": 2, "iter": 3, "seconds": 4}[column]))
+
+
+def test_demo_in_process(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--size", "64", "--angles", "20", "--methods", "fbp",
+               "--out", str(out), "--quiet"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    assert "PSNR" in text and "SSIM" in text
+    for name in ("phantom.npy", "sinogram.npy", "angles.npy", "recon_fbp.npy"):
+        assert (out / name).is_file()
+    recon = np.load(out / "recon_fbp.npy")
+    ref = shepp_logan(64)
+    assert recon.shape == (64, 64)
+    np.testing.assert_array_equal(np.load(out / "phantom.npy"), ref)
+    # the printed PSNR is that of the saved reconstruction, and FBP is reasonable
+    assert table_value(text, "fbp", "psnr") == pytest.approx(psnr(recon, ref), abs=0.006)
+    assert table_value(text, "fbp", "psnr") > 15
+    assert np.load(out / "sinogram.npy").shape == (20, Radon((64, 64), [0.0]).n_det)
+    pytest.importorskip("matplotlib")
+    assert (out / "demo.png").stat().st_size > 1000
+    assert "figure:" in text
+
+
+def test_demo_subprocess(tmp_path):
+    out = tmp_path / "d"
+    env = dict(os.environ, OMP_NUM_THREADS="1", MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, "-m", "tikhon", "demo", "--size", "64", "--angles", "20",
+         "--methods", "fbp", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert table_value(proc.stdout, "fbp", "psnr") > 15
+    assert (out / "recon_fbp.npy").is_file()
+
+
+def test_demo_figure_skipped_without_matplotlib(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes the import fail
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    rc = main(["demo", "--size", "32", "--angles", "8", "--methods", "fbp",
+               "--out", str(tmp_path), "--quiet"])
+    assert rc == 0
+    assert "figure skipped" in capsys.readouterr().out
+    assert not (tmp_path / "demo.png").exists()
+
+
+def test_demo_tv_plugs_in(tmp_path, capsys):
+    rc = main(["demo", "--size", "32", "--angles", "12", "--methods", "fbp,tv,learned",
+               "--max-iter", "30", "--out", str(tmp_path), "--quiet", "--no-figure"])
+    text = capsys.readouterr().out
+    assert rc == 0
+    if "skipped tv" in text:
+        pytest.skip("tikhon.solvers.tv_reconstruction is not available")
+    assert 1 <= table_value(text, "tv", "iter") <= 30
+    assert (tmp_path / "recon_tv.npy").is_file()
+    assert "skipped learned" in text or "learned" in re.findall(r"^(\w+)\s", text, re.M)
+
+
+def test_demo_bad_arguments(tmp_path, capsys):
+    assert main(["demo", "--methods", "fbp,magic", "--out", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown method" in err and "magic" in err and "fbp" in err
+    assert main(["demo", "--size", "-3"]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert main(["demo", "--noise", "abc"]) == 2
+    assert main(["frobnicate"]) == 2
+    assert main([]) == 2
+
+
+def test_method_registry_signature():
+    assert {"fbp", "tv", "wtv", "learned"} <= set(METHODS)
+    A = Radon((16, 16), np.linspace(0, np.pi, 10, endpoint=False))
+    img, n_iter = METHODS["fbp"](A, A(np.ones((16, 16))), None)
+    assert img.shape == (16, 16) and n_iter == 0
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("rec")
+    ref = shepp_logan(64)
+    angles = np.linspace(0, np.pi, 30, endpoint=False)
+    sino, A = simulate_sinogram(ref, angles, level=0.005, rng=0, return_operator=True)
+    np.save(d / "sino.npy", sino)
+    np.save(d / "angles.npy", angles)
+    return d, ref, angles, sino, A
+
+
+def test_reconstruct_npy(saved, capsys):
+    d, ref, angles, sino, A = saved
+    out = d / "recon.npy"
+    rc = main(["reconstruct", str(d / "sino.npy"), "--angles", "30", "--size", "64",
+               "--method", "fbp", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    recon = np.load(out)
+    np.testing.assert_allclose(recon, A.fbp(sino), rtol=1e-10, atol=1e-12)
+    assert psnr(recon, ref) > 18
+    assert "saved to" in capsys.readouterr().out
+    # angles from a file, in degrees, and the image size inferred from n_det
+    np.savetxt(d / "deg.txt", np.degrees(angles))
+    out2 = d / "recon2.npy"
+    assert main(["reconstruct", str(d / "sino.npy"), "--angles-file", str(d / "deg.txt"),
+                 "--degrees", "--out", str(out2), "--quiet"]) == 0
+    np.testing.assert_allclose(np.load(out2), recon, rtol=1e-10, atol=1e-12)
+
+
+def test_reconstruct_tiff_and_transpose(saved, capsys):
+    pytest.importorskip("tifffile")
+    import tifffile
+
+    d, ref, angles, sino, A = saved
+    tifffile.imwrite(d / "sino_t.tif", sino.T.astype(np.float32), photometric="minisblack")
+    out = d / "recon.tif"
+    rc = main(["reconstruct", str(d / "sino_t.tif"), "--angles-file", str(d / "angles.npy"),
+               "--transpose", "--size", "64", "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    recon = tifffile.imread(out)
+    assert recon.shape == (64, 64)
+    assert psnr(recon, ref) > 18
+
+
+def test_reconstruct_errors(saved, tmp_path, capsys):
+    d, *_ = saved
+    sino = str(d / "sino.npy")
+    assert main(["reconstruct", sino, "--angles", "31", "--out", str(tmp_path / "r.npy")]) == 1
+    err = capsys.readouterr().err
+    assert "31 angles" in err and "30 rows" in err
+    np.save(tmp_path / "t.npy", np.load(sino).T)
+    assert main(["reconstruct", str(tmp_path / "t.npy"), "--angles", "30"]) == 1
+    assert "--transpose" in capsys.readouterr().err
+    assert main(["reconstruct", str(tmp_path / "missing.npy"), "--angles", "30"]) == 1
+    assert "not found" in capsys.readouterr().err
+    assert main(["reconstruct", sino]) == 2  # neither --angles nor --angles-file
+    assert main(["reconstruct", sino, "--angles", "30", "--angles-file", sino]) == 2
+    capsys.readouterr()
+    assert main(["reconstruct", sino, "--angles", "30", "--method", "nope"]) == 1
+    assert "unknown method" in capsys.readouterr().err
+    np.save(tmp_path / "nan.npy", np.full((30, 91), np.nan))
+    assert main(["reconstruct", str(tmp_path / "nan.npy"), "--angles", "30"]) == 1
+    assert "NaN" in capsys.readouterr().err
+    np.save(tmp_path / "3d.npy", np.zeros((2, 30, 91)))
+    assert main(["reconstruct", str(tmp_path / "3d.npy"), "--angles", "30"]) == 1
+    assert "2-D" in capsys.readouterr().err
+    (tmp_path / "x.png").write_bytes(b"")
+    assert main(["reconstruct", str(tmp_path / "x.png"), "--angles", "30"]) == 1
+    assert "unsupported" in capsys.readouterr().err
