@@ -16,7 +16,6 @@ phantoms (never on Shepp-Logan); ``beta = 0`` trains an image-only variant.
 from __future__ import annotations
 
 import math
-import os
 import time
 from pathlib import Path
 
@@ -230,7 +229,7 @@ def load_weights(path, map_location="cpu"):
     return net
 
 
-def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta_fraction=0.1):
+def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta_fraction=0.05):
     """Space-variant TV weights from the network's estimate.
 
     Parameters
@@ -338,6 +337,7 @@ def train_tv_weight_net(
     batch_size=8,
     lr=2e-3,
     seed=0,
+    crop=None,
     num_threads=None,
     time_limit=None,
     verbose=False,
@@ -355,8 +355,12 @@ def train_tv_weight_net(
     epochs, batch_size, lr : int, int, float
         Adam with a cosine learning-rate decay over all steps.
     seed : int
-        Seeds the initialisation, the shuffling and the flips used as
-        augmentation.
+        Seeds the initialisation, the shuffling, the crops and the rotations
+        used as augmentation.
+    crop : int, optional
+        Train on random ``crop x crop`` patches (one random window per step),
+        which is cheaper than full images; the network is fully convolutional,
+        so it still applies to whole images of any size.
     num_threads : int, optional
         ``torch.set_num_threads`` for the run (restored afterwards).
     time_limit : float, optional
@@ -401,6 +405,10 @@ def train_tv_weight_net(
             for b in range(steps_per_epoch):
                 idx = torch.from_numpy(order[b * batch_size:(b + 1) * batch_size])
                 xb, yb = X[idx], Y[idx]
+                if crop is not None and crop < xb.shape[-1]:
+                    i0, j0 = (int(v) for v in gen.integers(0, xb.shape[-1] - crop + 1, size=2))
+                    xb = xb[..., i0:i0 + crop, j0:j0 + crop]
+                    yb = yb[..., i0:i0 + crop, j0:j0 + crop]
                 # random flips/transposes: the geometry (angles over [0, pi)) is symmetric enough
                 k = int(gen.integers(4))
                 if k:
@@ -410,7 +418,7 @@ def train_tv_weight_net(
                 loss.backward()
                 opt.step()
                 sched.step()
-                total_loss += float(loss) * len(idx)
+                total_loss += loss.item() * len(idx)
                 if time_limit is not None and time.perf_counter() - t0 > time_limit:
                     stop = True
                     break
@@ -421,7 +429,7 @@ def train_tv_weight_net(
                 break
         net.eval()
         net.meta = {"beta": beta, "width": width, "epochs_run": len(losses), "n_train": n,
-                    "size": fbp.shape[-1], "seed": seed, "final_loss": losses[-1] if losses else float("nan")}
+                    "size": fbp.shape[-1], "crop": crop, "seed": seed, "final_loss": losses[-1] if losses else float("nan")}
         return net, losses
     finally:
         torch.set_num_threads(old_threads)

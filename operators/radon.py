@@ -30,21 +30,17 @@ FBP_FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 _SERIAL_WORK = 1_500_000
 
 
-def _padded_lines(img, pairs, pad):
-    """The lines of ``img`` with ``pad`` zeros on both sides (a new C array).
+def _pack_pairs(lines):
+    """Float32 pairs of padded lines: entry ``j`` packs entries ``j`` and ``j + 1``.
 
-    With ``pairs`` (float32), entry ``[m, j]`` is a uint64 holding padded
-    pixels ``j`` (low half) and ``j + 1`` (high half) of line ``m``.
+    ``lines`` (..., n) float32; returns uint64 (..., n) with entry ``j`` of
+    the line in the low half and entry ``j + 1`` (zero past the end) in the
+    high half.
     """
-    n_lines, length = img.shape
-    if not pairs:
-        out = np.zeros((n_lines, length + 2 * pad), dtype=img.dtype)
-        out[:, pad:pad + length] = img
-        return out
-    out = np.zeros((n_lines, length + 2 * pad, 2), dtype=np.float32)
-    out[:, pad:pad + length, 0] = img
-    out[:, pad - 1:pad - 1 + length, 1] = img
-    return out.view(np.uint64).reshape(n_lines, length + 2 * pad)
+    out = np.zeros(lines.shape + (2,), dtype=np.float32)
+    out[..., 0] = lines
+    out[..., :-1, 1] = lines[..., 1:]
+    return out.view(np.uint64)[..., 0]
 
 
 class _NumbaThreads:
@@ -211,50 +207,55 @@ class Radon(LinearOperator):
         self._n_extra = int(max(0, math.ceil(1.0 / np.min(np.abs(gamma)) - 1e-9) - 1))
         self._row_angles = np.flatnonzero(rows).astype(np.int64)
         self._col_angles = np.flatnonzero(~rows).astype(np.int64)
-        # position of each angle inside its family's tables
-        self._family_index = np.empty(self.angles.size, dtype=np.int64)
-        self._family_index[self._row_angles] = np.arange(self._row_angles.size)
-        self._family_index[self._col_angles] = np.arange(self._col_angles.size)
         n_rows, n_cols = self.image_shape
         self._work = self.angles.size * max(n_rows, n_cols) * self.n_det
 
-    def _tables(self, dtype, rows):
-        """Tables of one family (row angles if ``rows`` else column angles) in ``dtype``.
-
-        ``rows=None``: the per-angle tables of all angles (for the forward map).
+    def _tables(self, dtype):
+        """Tables of the numba kernels in ``dtype`` (cached per dtype).
 
         The line offsets ``c[a, m] = alpha[a] + beta[a] * m`` are computed in
         float64 and rounded once, so that the forward and adjoint kernels
-        read identical positions.
+        read identical positions. The families are stacked in slots (0: the
+        row angles, 1: the column angles; a missing family has no slot in the
+        forward).
         """
         dtype = np.dtype(dtype)
-        key = (dtype, rows)
-        t = self._kernel_tables.get(key)
-        if t is None and rows is None:
-            t = {name: getattr(self, "_" + name).astype(dtype) for name in ("gamma", "weight")}
-            t["w"] = t.pop("weight")
-            t["ar"] = np.arange(max(self.image_shape + (self.n_det,)), dtype=dtype)
-            self._kernel_tables[key] = t
-        elif t is None:
-            sel = self._row_angles if rows else self._col_angles
-            n_lines, length = self.image_shape if rows else self.image_shape[::-1]
-            c = self._alpha[sel, None] + self._beta[sel, None] * np.arange(n_lines)
-            t = {
-                "sel": sel,
-                "n_lines": n_lines,
-                "length": length,
-                "c": c.astype(dtype),
-                "ct": np.ascontiguousarray(c.T, dtype=dtype),
-                "alpha": self._alpha[sel],
-                "beta": self._beta[sel],
-                "gamma": self._gamma[sel].astype(dtype),
-                "inv_gamma": self._inv_gamma[sel].astype(dtype),
-                "w": self._weight[sel].astype(dtype),
-                "ar": np.arange(max(self.image_shape + (self.n_det,)), dtype=dtype),
-                "offsets": np.arange(-self._n_extra, self._n_extra + 2, dtype=dtype),
-                "one": dtype.type(1.0),
-            }
-            self._kernel_tables[key] = t
+        t = self._kernel_tables.get(dtype)
+        if t is not None:
+            return t
+        n_rows, n_cols = self.image_shape
+        n_max = max(n_rows, n_cols)
+        c = (self._alpha[:, None] + self._beta[:, None] * np.arange(n_max)).astype(dtype)
+        sels = (self._row_angles, self._col_angles)
+        n_sel = np.array([sel.size for sel in sels], dtype=np.int64)
+        max_sel = int(n_sel.max())
+        # the adjoint's per-family tables (slot 0: rows, 1: columns), padded
+        # to max_sel angles (unit steps, zero weights: never read)
+        c_fam = np.zeros((2, max_sel, n_max), dtype=dtype)
+        gamma, inv_gamma = np.ones((2, max_sel), dtype=dtype), np.ones((2, max_sel), dtype=dtype)
+        w = np.zeros((2, max_sel), dtype=dtype)
+        for i, sel in enumerate(sels):
+            c_fam[i, :sel.size] = c[sel]
+            gamma[i, :sel.size] = self._gamma[sel]
+            inv_gamma[i, :sel.size] = self._inv_gamma[sel]
+            w[i, :sel.size] = self._weight[sel]
+        t = {
+            "c": c,
+            # forward: slot of each angle among the families present
+            "slot": np.where(self._rows_case, 0, 1 if n_sel[0] else 0).astype(np.int64),
+            "gamma": self._gamma.astype(dtype),
+            "w": self._weight.astype(dtype),
+            "ar": np.arange(max(n_max, self.n_det), dtype=dtype),
+            "n_sel": n_sel,
+            "sel": sels,
+            "c_fam": c_fam,
+            "gamma_fam": gamma,
+            "inv_gamma_fam": inv_gamma,
+            "w_fam": w,
+            "offsets": np.arange(-self._n_extra, self._n_extra + 2, dtype=dtype),
+            "one": dtype.type(1.0),
+        }
+        self._kernel_tables[dtype] = t
         return t
 
     # -- maps -----------------------------------------------------------------
@@ -275,17 +276,30 @@ class Radon(LinearOperator):
             return _radon_torch.forward(self, x)
         from tikhon.operators._kernels import radon_numba as K
 
-        tr, tc = self._tables(x.dtype, True), self._tables(x.dtype, False)
-        t = self._tables(x.dtype, None)
+        t = self._tables(x.dtype)
+        n_rows, n_cols = self.image_shape
+        n_max, pad = max(n_rows, n_cols), K.IMG_PAD
+        # the families present, stacked: the image's rows, the columns (its
+        # transpose), each line zero padded on both sides
+        imgs = [img for img, n in ((x, t["n_sel"][0]), (x.T, t["n_sel"][1])) if n]
         # float32 fast path: pixel pairs packed in uint64, one gather per sample
         pairs = x.dtype == np.float32 and sys.byteorder == "little"
-        work_r = _padded_lines(x, pairs, K.IMG_PAD)
-        work_c = _padded_lines(x.T, pairs, K.IMG_PAD) if tc["sel"].size else work_r
-        kernel = K.forward_pairs if pairs else K.forward
+        work = np.zeros((len(imgs), n_max, n_max + 2 * pad) + ((2,) if pairs else ()),
+                        dtype=x.dtype)
+        for i, img in enumerate(imgs):
+            n, length = img.shape
+            if pairs:
+                work[i, :n, pad:pad + length, 0] = img
+                work[i, :n, pad - 1:pad - 1 + length, 1] = img
+            else:
+                work[i, :n, pad:pad + length] = img
+        if pairs:
+            work = work.view(np.uint64)[..., 0]
+        shapes = np.array([img.shape for img in imgs], dtype=np.int64)
         sino = np.empty(self.out_shape, dtype=x.dtype)
         with self._threads():
-            kernel(work_r, tr["c"], work_c, tc["c"], self._rows_case, self._family_index,
-                   self._alpha, self._beta, t["gamma"], t["w"], t["ar"], sino)
+            K.forward(work, t["c"], t["slot"], shapes[:, 0].copy(), shapes[:, 1].copy(),
+                      t["gamma"], t["w"], t["ar"], sino)
         return sino
 
     def _adjoint(self, y):
@@ -296,36 +310,31 @@ class Radon(LinearOperator):
         from tikhon.operators._kernels import radon_numba as K
 
         n_rows, n_cols = self.image_shape
+        n_max = max(n_rows, n_cols)
         n_cand = 2 * self._n_extra + 2
         pad = K.SINO_PAD + 2 * self._n_extra
-        n_pad = self.n_det + 2 * pad
         dt = y.dtype.type
-        tr, tc = self._tables(y.dtype, True), self._tables(y.dtype, False)
-        # the flat sinogram index is formed in the working dtype: keep it exact
-        max_rows = max(1, (2 ** 24 if y.dtype == np.float32 else 2 ** 52) // n_pad - 1)
-        n_groups = -(-max(tr["sel"].size, tc["sel"].size) // max_rows)
-        out = None
-        for i in range(n_groups):
-            args = []
-            for t, shape in ((tr, (n_rows, n_cols)), (tc, (n_cols, n_rows))):
-                sel = t["sel"][i * max_rows:(i + 1) * max_rows]
-                rows = slice(i * max_rows, i * max_rows + sel.size)
-                sino_pad = np.zeros((sel.size, n_pad), dtype=y.dtype)
-                sino_pad[:, pad:pad + self.n_det] = y[sel]
-                offset = (np.arange(sel.size) * n_pad + pad).astype(y.dtype)
-                ct = t["ct"] if n_groups == 1 else np.ascontiguousarray(t["ct"][:, rows])
-                part = np.empty(shape if sel.size else (0, shape[1]), dtype=y.dtype)
-                args += [sino_pad.ravel(), offset, ct, t["gamma"][rows], t["inv_gamma"][rows],
-                         t["w"][rows], part]
-            with self._threads():
-                K.adjoint(*args, dt(-pad), dt(self.n_det + pad - n_cand), tr["offsets"], tr["ar"],
-                          tr["one"])
-            part_r, part_c = args[6], args[13]
-            if part_r.shape[0]:
-                out = part_r if out is None else out + part_r
-            if part_c.shape[0]:
-                out = np.ascontiguousarray(part_c.T) if out is None else out + part_c.T
-        return out
+        t = self._tables(y.dtype)
+        n_sel = t["n_sel"]
+        sino = np.zeros((2, int(n_sel.max()), self.n_det + 2 * pad), dtype=y.dtype)
+        for i, sel in enumerate(t["sel"]):
+            # the path-length weights applied here, once per bin
+            sino[i, :sel.size, pad:pad + self.n_det] = y[sel] * t["w_fam"][i, :sel.size, None]
+        if y.dtype == np.float32 and sys.byteorder == "little" and n_cand == 2:
+            # bins k and k + 1 in one uint64: one gather per pixel and angle
+            sino = _pack_pairs(sino)
+        lines = np.array([n_rows if n_sel[0] else 0, n_cols if n_sel[1] else 0], dtype=np.int64)
+        out = np.empty((2, n_max, n_max), dtype=y.dtype)
+        with self._threads():
+            K.adjoint(sino, t["c_fam"], t["gamma_fam"], t["inv_gamma_fam"], n_sel,
+                      lines, np.array([n_cols, n_rows], dtype=np.int64), dt(-pad),
+                      dt(self.n_det + pad - n_cand), dt(pad), t["offsets"], t["ar"], t["one"], out)
+        if not n_sel[0]:
+            return np.ascontiguousarray(out[1, :n_cols, :n_rows].T)
+        res = out[0, :n_rows, :n_cols]
+        if n_sel[1]:
+            res = res + out[1, :n_cols, :n_rows].T
+        return np.ascontiguousarray(res)
 
     def abs(self):
         """``|A|``: the Radon weights are nonnegative, so this is ``self``."""

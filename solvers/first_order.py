@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tikhon.operators._backend import check_real_floating, is_torch, torch_module
+from tikhon.operators._backend import check_real_floating, is_torch, norm, torch_module, vdot
 from tikhon.operators.prox.base import Functional
 from tikhon.solvers._loop import check_tolerance, iterate
 from tikhon.solvers._result import Result
@@ -52,17 +52,9 @@ def _copy(x):
     return x.clone() if is_torch(x) else x.copy()
 
 
-def _norm(x) -> float:
-    if is_torch(x):
-        return float(torch_module().linalg.vector_norm(x))
-    # float32 norms are accumulated pairwise by NumPy; enough for a stopping test
-    return float(np.linalg.norm(x.reshape(-1)))
-
-
-def _dot(a, b) -> float:
-    if is_torch(a):
-        return float((a * b).sum())
-    return float(np.dot(a.reshape(-1), b.reshape(-1)))
+# BLAS-free (see tikhon.operators._backend): solver loops interleave these with numba kernels
+_norm = norm
+_dot = vdot
 
 
 def _finite(x) -> bool:

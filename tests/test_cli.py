@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from tikhon.cli import METHODS, main
+from tikhon.cli import METHODS, build_parser, main
 from tikhon.data import shepp_logan, simulate_sinogram
 from tikhon.metrics import psnr
 from tikhon.operators import Radon
@@ -92,7 +92,8 @@ def test_demo_bad_arguments(tmp_path, capsys):
 def test_method_registry_signature():
     assert {"fbp", "tv", "wtv", "learned"} <= set(METHODS)
     A = Radon((16, 16), np.linspace(0, np.pi, 10, endpoint=False))
-    img, n_iter = METHODS["fbp"](A, A(np.ones((16, 16))), None)
+    args = build_parser().parse_args(["demo"])
+    img, n_iter = METHODS["fbp"](A, A(np.ones((16, 16))), args)
     assert img.shape == (16, 16) and n_iter == 0
 
 

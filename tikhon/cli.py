@@ -55,62 +55,24 @@ def register_method(name, func=None, description=""):
     return deco if func is None else deco(func)
 
 
-def _tv_solver():
-    try:
-        from tikhon.solvers import space_variant_weights, tv_reconstruction
-    except (ImportError, AttributeError) as exc:
-        raise MethodUnavailable(f"tikhon.solvers.tv_reconstruction is not available ({exc})") from exc
-    return tv_reconstruction, space_variant_weights
+def _method(name):
+    """CLI adapter for a reconstruction method of :mod:`tikhon._ct_methods`."""
+
+    def run(A, sinogram, args):
+        from tikhon import _ct_methods
+
+        try:
+            return _ct_methods.METHODS[name](
+                A, sinogram, lam=args.lam, max_iter=args.max_iter, tol=args.tol
+            )
+        except ImportError as exc:  # the learned method without torch
+            raise MethodUnavailable(f"needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
+
+    run.__name__ = f"_{name}"
+    return run
 
 
-def _default_lam(A, sinogram, args):
-    """The TV weight: ``--lam`` if given, else proportional to the noise estimate.
-
-    For ``0.5 ||Ax - y||^2 + lam TV(x)`` with the Radon transform in pixel units,
-    a good ``lam`` scales like the noise level times the sinogram's magnitude;
-    ``noise_scale`` is the demo's relative noise (``--noise``) or, for a user's
-    sinogram, 1 %.
-    """
-    if getattr(args, "lam", None) is not None:
-        return float(args.lam)
-    level = getattr(args, "noise", None) or 0.01
-    return _LAM_FACTOR * level * float(np.abs(sinogram).max())
-
-
-# lam = _LAM_FACTOR * noise level * max|sinogram|; tuned on the 64-256 px demo
-_LAM_FACTOR = 2.0
-
-
-def _tv(A, sinogram, args):
-    tv_reconstruction, _ = _tv_solver()
-    res = tv_reconstruction(A, sinogram, _default_lam(A, sinogram, args),
-                            max_iter=args.max_iter, tol=args.tol)
-    return np.asarray(res.x), int(res.n_iter)
-
-
-def _wtv(A, sinogram, args):
-    tv_reconstruction, space_variant_weights = _tv_solver()
-    lam = _default_lam(A, sinogram, args)
-    # a plain-TV pilot gives the edge map from which the weights are built
-    pilot = tv_reconstruction(A, sinogram, lam, max_iter=args.max_iter, tol=args.tol)
-    w = space_variant_weights(np.asarray(pilot.x))
-    res = tv_reconstruction(A, sinogram, lam, weights=w, x0=pilot.x,
-                            max_iter=args.max_iter, tol=args.tol)
-    return np.asarray(res.x), int(pilot.n_iter) + int(res.n_iter)
-
-
-def _fbp(A, sinogram, args):
-    return np.asarray(A.fbp(sinogram)), 0
-
-
-def _learned(A, sinogram, args):
-    import importlib.util
-
-    if importlib.util.find_spec("torch") is None:
-        raise MethodUnavailable("needs PyTorch (pip install 'tikhon[learned]')")
-    raise MethodUnavailable(
-        "needs pretrained TVWeightNet weights, which this version of tikhon does not ship yet"
-    )
+_fbp, _tv, _wtv, _learned = (_method(n) for n in ("fbp", "tv", "wtv", "learned"))
 
 
 register_method("fbp", _fbp, "filtered backprojection (Radon.fbp)")
@@ -417,8 +379,8 @@ def build_parser():
     def solver_options(p):
         p.add_argument("--lam", type=_nonneg_float, default=None,
                        help="TV weight (default: proportional to the noise level and max|sinogram|)")
-        p.add_argument("--max-iter", type=_positive_int, default=500,
-                       help="maximum iterations of iterative methods (default 500)")
+        p.add_argument("--max-iter", type=_positive_int, default=3000,
+                       help="maximum iterations of iterative methods per solve (default 3000)")
         p.add_argument("--tol", type=_positive_float, default=1e-4,
                        help="stopping tolerance of iterative methods (default 1e-4)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")

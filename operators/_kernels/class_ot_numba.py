@@ -73,6 +73,25 @@ def dr_step(Z, Ct, starts, t, tlam, a, b, X, Y, u, v):
 
 
 @numba.njit(cache=True)
+def plan_objective(Q, Ct, starts):
+    """``(<C, Q>, sum_j sum_c ||Q[j, I_c]||_2)``, fused in one pass (no BLAS:
+    a threaded BLAS call on a shared machine costs more than the whole pass)."""
+    m = Q.shape[0]
+    ncls = starts.shape[0] - 1
+    cost = 0.0
+    total = 0.0
+    for j in range(m):
+        for c in range(ncls):
+            s = 0.0
+            for i in range(starts[c], starts[c + 1]):
+                q = Q[j, i]
+                s += q * q
+                cost += q * Ct[j, i]
+            total += np.sqrt(s)
+    return cost, total
+
+
+@numba.njit(cache=True)
 def group_norm_sum(Q, starts):
     """Sum over targets j and classes c of ||Q[j, I_c]||_2."""
     m = Q.shape[0]
@@ -118,17 +137,184 @@ def feasible_g(Ct, starts, f, g, lam, g_out):
     ||(f_i + g_j - C_ij)_{i in I_c}^+||_2 <= lam holds, one of them with equality."""
     m, n = Ct.shape
     ncls = starts.shape[0] - 1
+    w = np.empty(n)
+    wmax = np.empty(ncls)
     for j in range(m):
-        best = -np.inf
         for c in range(ncls):
-            s0 = starts[c]
-            s1 = starts[c + 1]
-            if s1 == s0:
+            mx = -np.inf
+            for i in range(starts[c], starts[c + 1]):
+                x = f[i] + g[j] - Ct[j, i]
+                w[i] = x
+                if x > mx:
+                    mx = x
+            wmax[c] = mx
+        # the level of a group lies in [max(w) - lam, max(w)]: a group whose max
+        # is below the best level found so far cannot raise it, so skip its sort
+        best = -np.inf
+        for c in np.argsort(wmax)[::-1]:
+            if starts[c + 1] == starts[c] or wmax[c] <= best:
                 continue
-            w = np.empty(s1 - s0)
-            for i in range(s0, s1):
-                w[i - s0] = f[i] + g[j] - Ct[j, i]
-            d = _level(w, lam)
+            d = _level(w[starts[c]:starts[c + 1]], lam)
             if d > best:
                 best = d
         g_out[j] = g[j] - best
+
+
+# --------------------------------------------------------------------------
+# Semismooth Newton augmented Lagrangian (SSNAL) kernels.
+#
+# The dual of the class OT program is  max <f, a> + <g, b>  s.t. every group
+# ||(f_i + g_j - C_ij)^+_{i in I_c}||_2 <= lam.  Its augmented Lagrangian, with
+# the plan Q as multiplier and penalty sigma, minimised over the slack gives
+#   phi(f, g) = -<f, a> - <g, b> + ||prox_{sigma G}(Q + sigma (f + g - C))||^2 / (2 sigma),
+# G = lam R + i_{>= 0}; phi is convex, C^1, with gradient (P 1 - a, P^T 1 - b),
+# P = prox_{sigma G}(...), and a generalized Hessian sigma A J A^T, J the
+# (block diagonal, per group identity-plus-rank-one) Jacobian of the prox.
+# --------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def ssn_prox(Q, Ct, starts, f, g, sigma, tau, P, rows, cols, ent_i, ent_p, grp_j, grp_ptr, grp_al, grp_co):
+    """P = prox_{sigma G}(Q + sigma (f + g - C)) with its marginals and Jacobian.
+
+    The Jacobian is stored compactly: active group ``q`` (target ``grp_j[q]``)
+    owns the entries ``grp_ptr[q]:grp_ptr[q+1]`` of ``ent_i`` (source index) and
+    ``ent_p`` (plan value), and acts on a group vector w as
+    ``al * w + co * p (p . w)`` restricted to the positive entries.
+    Returns ``(||P||^2, ||P - Q||^2, number of active groups)``.
+    """
+    m, n = Q.shape
+    ncls = starts.shape[0] - 1
+    for i in range(n):
+        rows[i] = 0.0
+    nrm2_tot = 0.0
+    ng = 0
+    ne = 0
+    grp_ptr[0] = 0
+    for j in range(m):
+        gj = g[j]
+        colsum = 0.0
+        for c in range(ncls):
+            s0 = starts[c]
+            s1 = starts[c + 1]
+            r2 = 0.0
+            for i in range(s0, s1):
+                x = Q[j, i] + sigma * (f[i] + gj - Ct[j, i])
+                if x > 0.0:
+                    P[j, i] = x
+                    r2 += x * x
+                else:
+                    P[j, i] = 0.0
+            if r2 <= tau * tau or r2 == 0.0:
+                for i in range(s0, s1):
+                    P[j, i] = 0.0
+                continue
+            r = np.sqrt(r2)
+            al = 1.0 - tau / r
+            if al <= 0.0:
+                # r rounds to tau: the group sits on the shrinkage boundary
+                for i in range(s0, s1):
+                    P[j, i] = 0.0
+                continue
+            for i in range(s0, s1):
+                p = P[j, i]
+                if p > 0.0:
+                    p *= al
+                    P[j, i] = p
+                    rows[i] += p
+                    colsum += p
+                    ent_i[ne] = i
+                    ent_p[ne] = p
+                    ne += 1
+            nrm2_tot += al * al * r2
+            grp_j[ng] = j
+            grp_al[ng] = al
+            # J = al I + (tau / r) u u^T with u = p / ||p||, ||p|| = al r
+            grp_co[ng] = (tau / r) / (al * al * r2)
+            ng += 1
+            grp_ptr[ng] = ne
+        cols[j] = colsum
+    diff2 = 0.0
+    for j in range(m):
+        for i in range(n):
+            d = P[j, i] - Q[j, i]
+            diff2 += d * d
+    return nrm2_tot, diff2, ng
+
+
+@numba.njit(cache=True)
+def _hess_vec(ng, ent_i, ent_p, grp_j, grp_ptr, grp_al, grp_co, sigma, mu, vf, vg, of, og):
+    n = vf.shape[0]
+    m = vg.shape[0]
+    for i in range(n):
+        of[i] = mu * vf[i]
+    for j in range(m):
+        og[j] = mu * vg[j]
+    for q in range(ng):
+        j = grp_j[q]
+        vj = vg[j]
+        e0 = grp_ptr[q]
+        e1 = grp_ptr[q + 1]
+        dot = 0.0
+        for e in range(e0, e1):
+            dot += ent_p[e] * (vf[ent_i[e]] + vj)
+        al = grp_al[q] * sigma
+        cf = grp_co[q] * dot * sigma
+        acc = 0.0
+        for e in range(e0, e1):
+            i = ent_i[e]
+            o = al * (vf[i] + vj) + cf * ent_p[e]
+            of[i] += o
+            acc += o
+        og[j] += acc
+
+
+@numba.njit(cache=True)
+def ssn_cg(ng, ent_i, ent_p, grp_j, grp_ptr, grp_al, grp_co, sigma, mu, rf, rg, tol, maxit, df, dg):
+    """Conjugate gradients on (sigma A J A^T + mu I) d = r; returns iterations."""
+    n = rf.shape[0]
+    m = rg.shape[0]
+    for i in range(n):
+        df[i] = 0.0
+    for j in range(m):
+        dg[j] = 0.0
+    resf = rf.copy()
+    resg = rg.copy()
+    pf = rf.copy()
+    pg = rg.copy()
+    qf = np.empty(n)
+    qg = np.empty(m)
+    rr = 0.0
+    for i in range(n):
+        rr += resf[i] * resf[i]
+    for j in range(m):
+        rr += resg[j] * resg[j]
+    thr = tol * tol * rr
+    it = 0
+    while it < maxit and rr > thr:
+        _hess_vec(ng, ent_i, ent_p, grp_j, grp_ptr, grp_al, grp_co, sigma, mu, pf, pg, qf, qg)
+        pq = 0.0
+        for i in range(n):
+            pq += pf[i] * qf[i]
+        for j in range(m):
+            pq += pg[j] * qg[j]
+        if pq <= 0.0:
+            break
+        alpha = rr / pq
+        rr_new = 0.0
+        for i in range(n):
+            df[i] += alpha * pf[i]
+            resf[i] -= alpha * qf[i]
+            rr_new += resf[i] * resf[i]
+        for j in range(m):
+            dg[j] += alpha * pg[j]
+            resg[j] -= alpha * qg[j]
+            rr_new += resg[j] * resg[j]
+        beta = rr_new / rr
+        rr = rr_new
+        for i in range(n):
+            pf[i] = resf[i] + beta * pf[i]
+        for j in range(m):
+            pg[j] = resg[j] + beta * pg[j]
+        it += 1
+    return it

@@ -7,7 +7,7 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon.operators._backend import is_torch, norm, torch_module
 from tikhon.operators._kernels import prox_numba
 from tikhon.operators._kernels.prox_helpers import (
     ParamCache,
@@ -25,10 +25,7 @@ __all__ = ["L2", "L21", "L21Conjugate", "SumOfNorms"]
 
 
 def _norm64(x):
-    if is_torch(x):
-        return float(torch_module().linalg.vector_norm(x.double()))
-    v = x.ravel()
-    return math.sqrt(float(np.dot(v, v)))
+    return norm(x)
 
 
 class L2(Functional):

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon.operators._backend import is_torch, norm, torch_module
 from tikhon.operators._kernels.prox_helpers import (
     ParamCache,
     check_param,
@@ -45,9 +45,7 @@ def _sum64(x, axis=None):
 
 
 def _norm64(x):
-    if is_torch(x):
-        return float(torch_module().linalg.vector_norm(x.double()))
-    return float(np.linalg.norm(x.ravel().astype(np.float64, copy=False)))
+    return norm(x)
 
 
 class NonNegative(Functional):

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon.operators._backend import is_torch, torch_module, vdot
 from tikhon.operators._kernels.prox_helpers import (
     ParamCache,
     as_like,
@@ -21,9 +21,7 @@ __all__ = ["SquaredL2", "Huber"]
 
 
 def _dot64(a, b):
-    if is_torch(a):
-        return float((a.double() * b.double()).sum())
-    return float(np.vdot(a.ravel(), b.ravel()))
+    return vdot(a, b)
 
 
 class SquaredL2(Functional):

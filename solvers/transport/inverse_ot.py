@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch
+from tikhon.operators._backend import is_torch, vdot
 from tikhon.solvers._loop import check_tolerance, iterate
 from tikhon.solvers._result import Result
 
@@ -65,6 +65,22 @@ class _Model:
         if np.any(a < 0) or np.any(b < 0):
             raise ValueError(f"{_WHERE}: a and b must be non-negative")
         a, b = a / a.sum(), b / b.sum()
+        # points of zero mass carry no rows/columns of any model plan and no
+        # observations; dropping them keeps every potential finite (a sampled
+        # coupling leaves some points unobserved when N is small)
+        ia, ib = np.flatnonzero(a > 0), np.flatnonzero(b > 0)
+        if ia.size < n or ib.size < m:
+            a, b = a[ia] / a[ia].sum(), b[ib] / b[ib].sum()
+            X, Y, P_hat = X[ia], Y[ib], P_hat[np.ix_(ia, ib)]
+            P_hat = P_hat / P_hat.sum()
+            if features is not None:
+                features = _float_array(features, "features", 3)
+                if features.shape[1:] != (n, m):
+                    raise ValueError(
+                        f"{_WHERE}: features must have shape (K, {n}, {m}), got {features.shape}"
+                    )
+                features = features[:, ia][:, :, ib]
+            n, m = ia.size, ib.size
         if features is None:
             self.bilinear = True
             self.X, self.Y = X, Y
@@ -114,7 +130,7 @@ class _Model:
             + float(np.dot(np.where(self.b > 0, g, 0.0), self.b))
             - self.eps * float(P.sum())
         )
-        value = float(np.vdot(C, self.P_hat)) - ot
+        value = vdot(C, self.P_hat) - ot
         grad = self.moments(P) - self.moments_hat
         return value, grad
 
@@ -143,13 +159,13 @@ def _solve(model, lam, A0, L0, tol, max_iter, callback, progress, warn, scale):
             A_new = _soft(Yk - gY / Lip, lam / Lip)
             d = A_new - Yk
             f_new, g_new = model.value_grad(A_new)
-            if f_new <= fY + float(np.vdot(gY, d)) + 0.5 * Lip * float(np.vdot(d, d)) + 1e-12 * abs(fY):
+            if f_new <= fY + vdot(gY, d) + 0.5 * Lip * vdot(d, d) + 1e-12 * abs(fY):
                 break
             Lip *= 2.0
         A_old = s["A"]
         t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * s["tk"] ** 2))
         # restart the momentum when the step goes against the previous move
-        if float(np.vdot(Yk - A_new, A_new - A_old)) > 0:
+        if vdot(Yk - A_new, A_new - A_old) > 0:
             t_new, s["tk"] = 1.0, 1.0
         Y_next = A_new + ((s["tk"] - 1.0) / t_new) * (A_new - A_old)
         s.update(A=A_new, fA=f_new, gA=g_new, tk=t_new, Lip=Lip)

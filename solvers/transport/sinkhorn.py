@@ -11,8 +11,9 @@ so ``f`` and ``g`` are in the units of the cost and equal ``eps`` times POT's
 The entropic objective is ``<C, P> + eps KL(P | a b^T)`` (the generalised KL,
 which is the convention of the debiased Sinkhorn divergence).
 
-NumPy inputs run on numba kernels in float64 (float32 inputs are promoted;
-the outputs are float64). Torch inputs run on plain torch operations on the
+NumPy inputs run on numba kernels (float32 inputs are promoted; the outputs
+are float64; the scaling method may store its stabilised kernel in float32,
+with float64 sums, when the tolerance allows it: see ``kernel_dtype``). Torch inputs run on plain torch operations on the
 tensors' device and dtype (autograd flows through the iterations).
 """
 
@@ -35,6 +36,17 @@ __all__ = ["sinkhorn", "sinkhorn_divergence", "sinkhorn_unbalanced"]
 # |log u| or |log v| exceeds this: far below float64's range (log ~ 709), so the
 # stabilised kernel neither overflows nor loses significant entries to underflow.
 _ABSORB_LOG = 100.0
+# The float32 kernel stores entries below _TINY32 (just above float32's
+# smallest normal number) as 0; with |log u|, |log v| <= _ABSORB_LOG32 what
+# they would become stays below n m 1e-37 e^40 ~ 1e-20 n m: negligible.
+_ABSORB_LOG32 = 20.0
+_TINY32 = 1e-37
+_TINY64 = 1e-300
+# The float32 kernel (half the memory traffic) is used for the last stage
+# when tol >= _F32_TOL * mass: its rounding (relative 6e-8 per entry, float64
+# sums) moves the marginals by at most ~1.2e-7 of the mass, and the returned
+# plan is verified in float64 anyway (a miss continues in float64).
+_F32_TOL = 1e-6
 # marginal violation to which the intermediate stages of epsilon scaling are
 # solved: a rough solve is enough to warm-start the next, smaller eps
 _STAGE_TOL = 1e-2
@@ -392,7 +404,8 @@ class _Relaxation:
             self.best = math.inf if self.omega == 1.0 else self.best
 
 
-def _sinkhorn_numpy(a, b, C, eps, schedule, f0, g0, tol, method, driver, relax):
+def _sinkhorn_numpy(a, b, C, eps, schedule, f0, g0, tol, method, driver, relax,
+                    use32=False, use32_last=False):
     from tikhon.operators._kernels import sinkhorn_numba as kern
 
     n, m = C.shape
@@ -445,52 +458,72 @@ def _sinkhorn_numpy(a, b, C, eps, schedule, f0, g0, tol, method, driver, relax):
                 break
         state.f, state.g = f, g
     else:
-        K = np.empty((n, m))
+        K = None
         u, v = np.ones(n), np.ones(m)
         u_old = np.empty(n)
+        scratch = np.empty((nb, m))
+        col_part = np.zeros((nb, m))
+        stats = np.empty((nb, 3))
+        absorb_log = _ABSORB_LOG
 
-        def resync(eps_now, first):
-            """Absorb u, v into f, g; exact log-domain half steps; rebuild K."""
-            nonlocal f, g, f_new, g_new, n_absorb
+        def resync(eps_now, first=False):
+            """Absorb v into g; fused exact row step and kernel rebuild (u = v = 1).
+
+            The row step recomputes f from g, so u needs no absorbing.
+            """
+            nonlocal f, g, g_new, n_absorb
             n_absorb += 1
             if not first:
-                f += eps_now * np.log(u)
                 g += eps_now * np.log(v)
-            if not (np.isfinite(f).all() and np.isfinite(g).all()):
+            elif f0 is not None and g0 is None:
+                # only f0 given: the first step is the column step from it
+                kern.col_lse_update(C, f, logb, eps_now, 1.0, g, g_new, nb, 1.0)
+                g, g_new = g_new, g
+            if not np.isfinite(g).all():
                 return False
-            if not (first and f0 is not None and g0 is None):
-                kern.row_lse_update(C, g, loga, eps_now, 1.0, f, f_new, 1.0)
-                f, f_new = f_new, f
-            kern.col_lse_update(C, f, logb, eps_now, 1.0, g, g_new, nb, 1.0)
-            g, g_new = g_new, g
-            kern.build_kernel(C, f, g, eps_now, K)
+            kern.rebuild_rows(C, g, loga, eps_now, K, f, scratch, col_part, tiny)
+            if (col_part.sum(axis=0) <= 0.0).any():
+                # a whole column of the row-normalised kernel underflowed: an
+                # exact log-domain column step first, then rebuild
+                kern.col_lse_update(C, f, logb, eps_now, 1.0, g, g_new, nb, 1.0)
+                g, g_new = g_new, g
+                kern.rebuild_rows(C, g, loga, eps_now, K, f, scratch, col_part, tiny)
             u.fill(1.0)
             v.fill(1.0)
             state.f, state.g = f, g
-            return True
+            return bool(np.isfinite(f).all())
 
         for stage, cur_eps in enumerate(schedule):
             last = stage == len(schedule) - 1
             target = tol if last else max(tol, _STAGE_TOL)
             rx.reset()
+            want = np.float32 if (use32 and not (last and not use32_last)) else np.float64
+            if K is None or K.dtype != want:
+                K = None  # free the old kernel before allocating the new one
+                K = np.empty((n, m), dtype=want)
+            # entries stored as 0 below ``tiny`` (no subnormals in the passes);
+            # the absorption bound keeps what they would become negligible
+            tiny = _TINY32 if want == np.float32 else _TINY64
+            absorb_log = _ABSORB_LOG32 if want == np.float32 else _ABSORB_LOG
             if stage > 0:
-                # potentials solved at the previous eps: carry them over
-                f += schedule[stage - 1] * np.log(u)
+                # potentials solved at the previous eps carry over (f follows from g)
                 g += schedule[stage - 1] * np.log(v)
-                u.fill(1.0)
                 v.fill(1.0)
-            if not resync(cur_eps, stage == 0):
+            if not resync(cur_eps, first=stage == 0):
                 nonfinite = "potentials"
                 break
             while budget_left:
-                _, smin, vbig = kern.scale_cols(K, u, b, v, nb, rx.column_omega())
+                _, smin, vbig = kern.column_step(col_part, v, b, rx.column_omega())
                 u_old[:] = u
-                e, rmin, ubig = kern.scale_rows(K, v, a, u, rx.omega)
+                kern.sinkhorn_pass(K, v, a, u, rx.omega, col_part, stats)
+                e = float(stats[:, 0].sum())
+                rmin = float(stats[:, 1].min())
+                ubig = float(stats[:, 2].max())
                 if not math.isfinite(e) or rmin <= 0.0 or smin <= 0.0:
                     # a row or column of the stabilised kernel underflowed:
                     # an exact log-domain resync, then go on
                     u[:] = u_old
-                    if not resync(cur_eps, False):
+                    if not resync(cur_eps):
                         nonfinite = "potentials"
                         break
                     rx.reset()
@@ -505,8 +538,8 @@ def _sinkhorn_numpy(a, b, C, eps, schedule, f0, g0, tol, method, driver, relax):
                         converged = last
                         break
                     rx.update(err)
-                if ubig > _ABSORB_LOG or vbig > _ABSORB_LOG:
-                    if not resync(cur_eps, False):
+                if ubig > absorb_log or vbig > absorb_log:
+                    if not resync(cur_eps):
                         nonfinite = "potentials"
                         break
                 budget_left = driver.tick(state_fn)
@@ -518,6 +551,30 @@ def _sinkhorn_numpy(a, b, C, eps, schedule, f0, g0, tol, method, driver, relax):
     if not nonfinite and not (np.isfinite(f).all() and np.isfinite(g).all()):
         nonfinite = "potentials"
     return f, g, converged, nonfinite, cur_eps, stage, n_absorb
+
+
+def _kernel_precision(kernel_dtype, a, b, tol, method):
+    """(float32 kernel for the intermediate stages, float32 kernel for the last stage)."""
+    if kernel_dtype is None or kernel_dtype == "auto":
+        choice = "auto"
+    else:
+        try:
+            choice = np.dtype(kernel_dtype).name
+        except TypeError as exc:
+            raise TypeError(f"{_NAME}: kernel_dtype must be None, 'auto', 'float32' or "
+                            f"'float64', got {kernel_dtype!r}") from exc
+        if choice not in ("float32", "float64"):
+            raise ValueError(f"{_NAME}: kernel_dtype must be None, 'auto', 'float32' or "
+                             f"'float64', got {kernel_dtype!r}")
+    if method != "scaling" or choice == "float64":
+        return False, False
+    # every row / column keeps an entry above float32's normal range
+    fits = a.min() / b.size > 1e-25 and b.min() / a.size > 1e-25 and a.sum() < 1e25
+    if not fits:
+        return False, False
+    if choice == "float32":
+        return True, True
+    return True, tol >= _F32_TOL * float(a.sum())
 
 
 def _embed(P, f, g, ia, ib, shape):
@@ -570,7 +627,7 @@ def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every):
             it += 1
             if it % check_every == 0:
                 # row sums of the column-exact plan (f, g), before f moves
-                err = float((torch.exp((f + lse) / cur_eps) - a).abs().sum())
+                err = float((torch.exp((f + lse) / cur_eps) - a).abs().sum().detach())
                 driver.record(err, cur_eps)
                 if not math.isfinite(err):
                     nonfinite = "marginal error"
@@ -602,6 +659,7 @@ def sinkhorn(
     g0=None,
     method="scaling",
     relax=True,
+    kernel_dtype=None,
     callback=None,
     progress=False,
     check_every=None,
@@ -619,8 +677,8 @@ def sinkhorn(
     in the sense that matters: either every update is an exact log-sum-exp
     (``method="log"``), or (``method="scaling"``, the default) the scalings run
     on a stabilised kernel ``exp((f_i + g_j - C_ij)/eps)`` that is rebuilt
-    whenever the scalings grow past ``exp(100)`` or a row/column underflows
-    (Schmitzer's absorption), so both methods are stable for eps down to
+    whenever the scalings grow past ``exp(100)`` (``exp(20)`` for a float32
+    kernel) or a row/column underflows (Schmitzer's absorption), so both methods are stable for eps down to
     1e-4 (and below) on costs normalised to a maximum of 1.
 
     Parameters
@@ -656,6 +714,17 @@ def sinkhorn(
         stabilised kernel, one extra n x m array; fastest) or "log" (fused
         log-sum-exp updates on numba kernels, no array besides ``C`` and the
         plan). Torch inputs always use log-domain updates.
+    kernel_dtype : {None, "auto", "float32", "float64"}
+        NumPy inputs, ``method="scaling"``: storage of the stabilised kernel
+        (sums are always float64). float32 halves the memory traffic of the
+        iterations, which dominates at large sizes; its rounding moves the
+        marginals by at most ~1.2e-7 of the mass. ``None``/"auto": float32
+        for the intermediate eps stages, and for the last one when
+        ``tol >= 1e-6 * sum(a)``; float64 otherwise. "float32": all stages.
+        Either way the returned plan is computed and checked in float64; if
+        a float32 last stage stops above ``tol`` (its rounding floor), the
+        solver goes on in float64 from the potentials it reached.
+        ``info["kernel_dtype"]`` says what was used.
     relax : bool
         NumPy inputs only: over-relax the steps with a factor estimated from
         the observed convergence rate (see Notes); False gives plain Sinkhorn.
@@ -698,6 +767,12 @@ def sinkhorn(
     ``w = 2 / (1 + sqrt(1 - eta))`` (capped at 1.9; halved towards 1 when
     the violation grows); every tenth column step stays plain so that the
     measured violation is that of an actual plan.
+
+    Cost of the "scaling" method: one read of the kernel per iteration (the
+    row step and the column sums for the next column step are fused, row by
+    row), and one read of ``C`` per eps stage or absorption (an exact
+    log-domain row step fused with the kernel rebuild). At n = m = 4000
+    (float32 kernel, 64 MB) an iteration is bound by memory bandwidth.
 
     Non-finite potentials stop the solver with ``converged=False`` and a
     message; reaching ``max_iter`` warns (:class:`ConvergenceWarning`).
@@ -765,14 +840,28 @@ def sinkhorn(
         f0 = None if f0 is None else f0[rows].copy()
         g0 = None if g0 is None else g0[cols].copy()
     schedule = _eps_schedule(eps, eps_scaling, float(Cs.max() - Cs.min()), warm)
+    use32, use32_last = _kernel_precision(kernel_dtype, as_, bs, tol, method)
+    kernel_used = "float32" if use32_last else ("float32+float64" if use32 else "float64")
+    if method == "log":
+        kernel_used = None
     driver = _Driver(max_iter, callback, progress, _NAME)
     with _threads_for(Cs.size):
         try:
             f, g, conv, nonfinite, cur_eps, stage, n_absorb = _sinkhorn_numpy(
-                as_, bs, Cs, eps, schedule, f0, g0, tol, method, driver, relax)
+                as_, bs, Cs, eps, schedule, f0, g0, tol, method, driver, relax, use32, use32_last)
+            P, row, col, cost, plogp, final_err = _numpy_plan(Cs, f, g, cur_eps, as_, bs)
+            if (use32_last and conv and not nonfinite and final_err > tol + 1e-14
+                    and driver.k < max_iter and driver.stop_message is None):
+                # the float32 kernel's rounding floor is above tol on this
+                # problem: go on in float64 from the potentials reached
+                del P
+                f, g, conv, nonfinite, cur_eps, _, extra = _sinkhorn_numpy(
+                    as_, bs, Cs, eps, [eps], f, g, tol, method, driver, relax)
+                n_absorb += extra
+                kernel_used = "float32, then float64"
+                P, row, col, cost, plogp, final_err = _numpy_plan(Cs, f, g, cur_eps, as_, bs)
         finally:
             history, elapsed = driver.close()
-        P, row, col, cost, plogp, final_err = _numpy_plan(Cs, f, g, cur_eps, as_, bs)
     objective = _kl_objective(cost, plogp, row, col, as_, bs, cur_eps)
     ok = cur_eps == eps and not nonfinite
     converged, message = _finish(driver, conv and ok, final_err, tol, nonfinite, cur_eps, stage)
@@ -782,7 +871,8 @@ def sinkhorn(
         x=P, converged=converged, n_iter=driver.k, message=message, history=history,
         elapsed=elapsed, steps={"eps": eps}, dual=(f, g),
         info={"cost": cost, "objective": float(objective), "marginal_error": final_err,
-              "eps_schedule": schedule, "method": method, "n_absorptions": n_absorb},
+              "eps_schedule": schedule, "method": method, "n_absorptions": n_absorb,
+              "kernel_dtype": kernel_used},
     )
 
 

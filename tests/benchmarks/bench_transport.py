@@ -1,6 +1,7 @@
 """asv suites of tikhon.solvers.transport.sinkhorn."""
 
 import os
+import warnings
 
 import numpy as np
 
@@ -29,10 +30,18 @@ class SinkhornSuite:
             raise NotImplementedError("slow parameter skipped (ASV_SKIP_SLOW)")
         self.a, self.b, self.C = _problem(n)
         # numba JIT / cache load outside the timing
-        sinkhorn(self.a[:50] * n / 50, self.b[:50] * n / 50, self.C[:50, :50], eps, max_iter=5)
+        small = (self.a[:50] * n / 50, self.b[:50] * n / 50, self.C[:50, :50], eps)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the warm-up runs stop at max_iter on purpose
+            for method in ("scaling", "log"):
+                for kd in ("float32", "float64"):
+                    sinkhorn(*small, max_iter=5, method=method, kernel_dtype=kd)
 
     def time_sinkhorn(self, n, eps):
         sinkhorn(self.a, self.b, self.C, eps, tol=1e-6, max_iter=100_000)
+
+    def time_sinkhorn_float64(self, n, eps):
+        sinkhorn(self.a, self.b, self.C, eps, tol=1e-6, max_iter=100_000, kernel_dtype="float64")
 
     def time_sinkhorn_log(self, n, eps):
         sinkhorn(self.a, self.b, self.C, eps, tol=1e-6, max_iter=100_000, method="log")

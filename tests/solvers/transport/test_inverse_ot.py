@@ -91,3 +91,15 @@ def test_validation(kwargs, exc, word):
     args.update(kwargs)
     with pytest.raises(exc, match=word):
         inverse_ot(**args)
+
+
+def test_unobserved_points_are_dropped_not_fatal():
+    # few samples leave some points with no observed pair: their marginal is
+    # zero, and the estimate must equal the one computed without them
+    X, Y, P_hat, A = _toy(n=30, N=60, seed=3)
+    assert (P_hat.sum(1) == 0).any() or (P_hat.sum(0) == 0).any()
+    res = inverse_ot(X, Y, P_hat, 0.5, 0.05, tol=1e-6)
+    ia, ib = P_hat.sum(1) > 0, P_hat.sum(0) > 0
+    ref = inverse_ot(X[ia], Y[ib], P_hat[np.ix_(ia, ib)], 0.5, 0.05, tol=1e-6)
+    assert res.converged and ref.converged
+    np.testing.assert_allclose(res.x, ref.x, atol=1e-6)

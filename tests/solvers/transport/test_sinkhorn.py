@@ -179,3 +179,67 @@ def test_unbalanced_matches_pot(rho):
     assert np.abs(res.x - ref).sum() <= 1e-8
     with pytest.raises(ValueError, match="rho"):
         sinkhorn_unbalanced(a, b, C, 0.05, 0.0)
+
+
+def test_vectorised_exp_matches_numpy():
+    numba = pytest.importorskip("numba")
+    from tikhon.operators._kernels.sinkhorn_numba import vexp
+
+    @numba.njit
+    def apply(x, out):
+        for i in range(x.size):
+            out[i] = vexp(x[i])
+
+    rng = np.random.default_rng(0)
+    x = np.concatenate([rng.uniform(-760.0, 720.0, 200_000), rng.uniform(-60.0, 0.0, 100_000),
+                        [0.0, -0.0, 1e-300, -745.0, -745.3, 709.7, 709.79, np.inf, -np.inf, np.nan]])
+    out = np.empty_like(x)
+    apply(x, out)
+    with np.errstate(over="ignore"):
+        ref = np.exp(x)
+    normal = np.isfinite(ref) & (ref >= np.finfo(np.float64).tiny)
+    assert np.max(np.abs(out[normal] - ref[normal]) / ref[normal]) <= 4.5e-16
+    sub = np.isfinite(ref) & ~normal
+    assert np.all(np.abs(out[sub] - ref[sub]) <= 1e-320)
+    np.testing.assert_array_equal(np.isinf(out), np.isinf(ref))
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+
+
+def test_float32_kernel_meets_tolerance():
+    a, b, C, _, _ = _problem(90, 80, seed=10)
+    eps = 1e-2
+    ref = ot.sinkhorn(a, b, C, eps, method="sinkhorn_log", stopThr=1e-14, numItermax=200_000)
+    res = sinkhorn(a, b, C, eps, tol=1e-6)
+    assert res.info["kernel_dtype"] == "float32"  # auto: tol >= 1e-6 * mass
+    assert res.converged, res.message
+    # the violation is measured in float64 on the returned plan
+    err = np.abs(res.x.sum(1) - a).sum() + np.abs(res.x.sum(0) - b).sum()
+    assert err <= 1e-6 and res.info["marginal_error"] == pytest.approx(err, rel=1e-6, abs=1e-15)
+    assert np.abs(res.x - ref).sum() <= 1e-4
+    # a tighter tol than float32 can certify: float64 for the last stage
+    res64 = sinkhorn(a, b, C, eps, tol=1e-11)
+    assert res64.info["kernel_dtype"] == "float32+float64"
+    assert res64.converged and np.abs(res64.x - ref).sum() <= 1e-8
+    # forced float32 with a tol below its rounding floor: continues in float64, never a
+    # false "converged"
+    res32 = sinkhorn(a, b, C, eps, tol=1e-12, kernel_dtype="float32")
+    assert res32.converged, res32.message
+    assert res32.info["marginal_error"] <= 1e-12
+    assert res32.info["kernel_dtype"] in ("float32", "float32, then float64")
+    assert np.abs(res32.x - ref).sum() <= 1e-8
+    with pytest.raises(ValueError, match="kernel_dtype"):
+        sinkhorn(a, b, C, eps, kernel_dtype="float16")
+    with pytest.raises(TypeError, match="kernel_dtype"):
+        sinkhorn(a, b, C, eps, kernel_dtype="nonsense")
+
+
+def test_float32_kernel_small_eps():
+    a, b, C, _, _ = _problem(150, seed=11)
+    res = sinkhorn(a, b, C, 1e-4, tol=1e-6, max_iter=50_000, kernel_dtype="float32")
+    assert res.converged, res.message
+    err = np.abs(res.x.sum(1) - a).sum() + np.abs(res.x.sum(0) - b).sum()
+    assert np.isfinite(res.x).all() and err <= 1e-6
+    ref = sinkhorn(a, b, C, 1e-4, tol=1e-10, max_iter=50_000, kernel_dtype="float64")
+    assert ref.converged
+    assert np.abs(res.x - ref.x).sum() <= 1e-3
+    assert res.info["cost"] == pytest.approx(ref.info["cost"], rel=1e-4)
