@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -64,6 +65,16 @@ def check_real_floating(x, name: str, where: str):
 # other (a 1e5-entry np.linalg.norm took 20 ms between numba kernel calls, 10x
 # the whole iteration). einsum uses NumPy's own loops; dtype=float64
 # accumulates float32 data in double precision without a temporary copy.
+
+
+def as_finite_real(value, name: str, where: str) -> float:
+    """Return ``value`` as a finite Python float, else raise TypeError/ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{where}: {name} must be finite, got {value!r}")
+    return value
 
 
 def vdot(a, b) -> float:

@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch
+from tikhon.operators._backend import as_finite_real, is_torch
 from tikhon.operators.base import LinearOperator
 
 __all__ = ["Radon", "FBP_FILTERS"]
@@ -72,12 +72,7 @@ def _positive_int(v, name):
 
 
 def _finite_float(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real):
-        raise TypeError(f"Radon: {name} must be a real number, got {v!r}")
-    v = float(v)
-    if not math.isfinite(v):
-        raise ValueError(f"Radon: {name} must be finite, got {v}")
-    return v
+    return as_finite_real(v, name, "Radon")
 
 
 class Radon(LinearOperator):

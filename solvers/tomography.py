@@ -23,11 +23,10 @@ in few-view tomographic imaging").
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import check_real_floating, is_torch, norm, torch_module, vdot
+from tikhon.operators._backend import as_finite_real, check_real_floating, is_torch, norm, torch_module, vdot
 from tikhon.operators.base import LinearOperator
 from tikhon.solvers._loop import iterate
 from tikhon.solvers._result import Result
@@ -48,13 +47,7 @@ def _gradient_operator(shape):
     return Gradient(shape)
 
 
-def _as_real(value, name, where):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{where}: {name} must be finite, got {value!r}")
-    return value
+_as_real = as_finite_real
 
 
 def _to_numpy(x, name, where):
