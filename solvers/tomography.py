@@ -99,7 +99,12 @@ def _kl_value(z, y):
 
 
 def _relative(num, den):
-    """``num / den``; 0 when both vanish, 1 (not converged) when only ``den`` does."""
+    """``num / den``; 0 when both vanish, 1 (not converged) when only ``den`` does.
+
+    A non-finite numerator stays non-finite, so the loop stops on divergence.
+    """
+    if not math.isfinite(num):
+        return math.inf
     if den > 0 and math.isfinite(num / den):
         return num / den
     return 0.0 if num == 0 else 1.0

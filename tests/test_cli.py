@@ -166,3 +166,11 @@ def test_reconstruct_errors(saved, tmp_path, capsys):
     (tmp_path / "x.png").write_bytes(b"")
     assert main(["reconstruct", str(tmp_path / "x.png"), "--angles", "30"]) == 1
     assert "unsupported" in capsys.readouterr().err
+
+
+def test_unconverged_runs_are_marked(tmp_path, capsys):
+    rc = main(["demo", "--size", "32", "--angles", "8", "--methods", "tv", "--max-iter", "2",
+               "--no-figure", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "stopped at --max-iter" in out

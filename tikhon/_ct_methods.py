@@ -75,16 +75,12 @@ def default_lam(A, sinogram, method="tv"):
 
 
 def _solve(A, sinogram, lam, weights=None, x0=None, max_iter=2000, tol=1e-4, progress=False):
-    import warnings
+    from tikhon.solvers import tv_reconstruction
 
-    from tikhon.solvers import ConvergenceWarning, tv_reconstruction
-
-    with warnings.catch_warnings():
-        # the demo reports iterations; an unconverged run shows max_iter there
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        res = tv_reconstruction(A, sinogram, lam, weights=weights, x0=x0, max_iter=max_iter,
-                                tol=tol, progress=progress)
-    return res
+    # an unconverged solve warns (ConvergenceWarning); callers such as the CLI
+    # record it and mark the method, so it must not be silenced here
+    return tv_reconstruction(A, sinogram, lam, weights=weights, x0=x0, max_iter=max_iter,
+                             tol=tol, progress=progress)
 
 
 def fbp(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4):

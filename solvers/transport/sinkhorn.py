@@ -73,6 +73,8 @@ def _backend_of(*arrays, where):
 
 
 def _check_eps(eps, name="eps", where=_NAME):
+    if isinstance(eps, bool):
+        raise TypeError(f"{where}: {name} must be a positive number, got a bool")
     if is_torch(eps):
         eps = float(eps)
     try:
