@@ -138,7 +138,16 @@ class TVWeightNet(nn.Module):
 
     @staticmethod
     def _scale(fbp):
-        s = float(np.percentile(np.abs(fbp), 99.5))
+        """The 99.5th percentile of ``|fbp|`` (linear interpolation, as ``np.percentile``)."""
+        if isinstance(fbp, torch.Tensor):
+            # sort rather than torch.quantile, which refuses more than 2^24 entries
+            v = torch.sort(fbp.abs().reshape(-1)).values
+            pos = 0.995 * (v.numel() - 1)
+            lo = int(pos)
+            hi = min(lo + 1, v.numel() - 1)
+            s = float(v[lo] + (pos - lo) * (v[hi] - v[lo]))
+        else:
+            s = float(np.percentile(np.abs(fbp), 99.5))
         return s if s > 0 else 1.0
 
     @torch.no_grad()
@@ -147,29 +156,48 @@ class TVWeightNet(nn.Module):
 
         Parameters
         ----------
-        fbp_image : numpy.ndarray
-            A 2-D filtered-backprojection image (any size, any intensity scale).
+        fbp_image : numpy.ndarray or torch.Tensor
+            A 2-D filtered-backprojection image (any size, any intensity
+            scale). A tensor is fed to the network without leaving device
+            memory (it is moved to the network's device if that differs).
 
         Returns
         -------
-        image, grad : numpy.ndarray
+        image, grad : numpy.ndarray or torch.Tensor
             The image estimate and the gradient-magnitude estimate, in the
-            input's intensity units (float64).
+            input's intensity units: float64 arrays for an array input,
+            tensors of the input's dtype on the network's device for a tensor.
         """
-        arr = np.asarray(fbp_image, dtype=np.float64)
+        where = "TVWeightNet.predict"
+        is_tensor = isinstance(fbp_image, torch.Tensor)
+        if is_tensor:
+            if fbp_image.dtype not in (torch.float32, torch.float64):
+                raise TypeError(f"{where}: fbp_image must be a float32 or float64 tensor, got {fbp_image.dtype}")
+            arr = fbp_image.detach()
+            finite = bool(torch.isfinite(arr).all())
+        else:
+            arr = np.asarray(fbp_image, dtype=np.float64)
+            finite = bool(np.isfinite(arr).all())
         if arr.ndim != 2:
-            raise ValueError(f"TVWeightNet.predict: fbp_image must be 2-D, got shape {arr.shape}")
-        if not np.isfinite(arr).all():
-            raise ValueError("TVWeightNet.predict: fbp_image must be finite")
+            raise ValueError(f"{where}: fbp_image must be 2-D, got shape {tuple(arr.shape)}")
+        if not finite:
+            raise ValueError(f"{where}: fbp_image must be finite")
         scale = self._scale(arr)
         param = next(self.parameters())
-        inp = torch.from_numpy(arr / scale).to(device=param.device, dtype=param.dtype)[None, None]
+        if is_tensor:
+            inp = (arr / scale).to(device=param.device, dtype=param.dtype)[None, None]
+        else:
+            inp = torch.from_numpy(arr / scale).to(device=param.device, dtype=param.dtype)[None, None]
         was_training = self.training
         self.eval()
         try:
-            out = self(inp)[0].double().cpu().numpy()
+            out = self(inp)[0]
         finally:
             self.train(was_training)
+        if is_tensor:
+            out = out.to(dtype=arr.dtype)
+        else:
+            out = out.double().cpu().numpy()
         return out[0] * scale, out[1] * scale
 
     @classmethod
@@ -212,6 +240,12 @@ def save_weights(net, path, meta=None):
 def load_weights(path, map_location="cpu"):
     """Load a :class:`TVWeightNet` saved by :func:`save_weights` (no pickle: weights_only=True).
 
+    Parameters
+    ----------
+    path : str or Path
+    map_location : str or torch.device
+        Where the network's parameters live (e.g. ``"cuda"``).
+
     Returns
     -------
     TVWeightNet
@@ -224,6 +258,9 @@ def load_weights(path, map_location="cpu"):
     meta = payload.get("meta", {})
     net = TVWeightNet(width=int(meta.get("width", 16)))
     net.load_state_dict(payload["state_dict"])
+    if isinstance(map_location, (str, torch.device)):
+        # load_state_dict copies into the new module's CPU parameters
+        net.to(map_location)
     net.meta = meta
     net.eval()
     return net
@@ -235,8 +272,9 @@ def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta
     Parameters
     ----------
     net : TVWeightNet
-    fbp_image : numpy.ndarray
-        The FBP reconstruction fed to the network.
+    fbp_image : numpy.ndarray or torch.Tensor
+        The FBP reconstruction fed to the network (a tensor stays in device
+        memory throughout).
     eta, p, eta_fraction
         As in :func:`tikhon.solvers.space_variant_weights`.
     source : {"gradient", "image"}
@@ -245,8 +283,8 @@ def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta
 
     Returns
     -------
-    numpy.ndarray
-        Weights in ``(0, 1]`` of the image shape.
+    numpy.ndarray or torch.Tensor
+        Weights in ``(0, 1]`` of the image shape (a tensor for a tensor input).
     """
     from tikhon.solvers.tomography import space_variant_weights
 

@@ -103,6 +103,10 @@ class Gradient(LinearOperator):
            [1., 1., 0.]])
     """
 
+    # torch CPU tensors go through the numba kernels (zero-copy views); tests
+    # switch this off to exercise the device-agnostic path that CUDA tensors take
+    _numba_on_torch_cpu = True
+
     def __init__(self, shape, spacing=1.0, parallel=None):
         shape = _check_shape(shape, "Gradient")
         super().__init__(shape, (len(shape), *shape))
@@ -116,9 +120,6 @@ class Gradient(LinearOperator):
         elif not isinstance(parallel, bool):
             raise TypeError(f"Gradient: parallel must be a bool or None, got {parallel!r}")
         self._parallel = parallel
-        # torch CPU tensors go through the numba kernels (zero-copy views);
-        # tests switch this off to exercise the device-agnostic torch path
-        self._numba_on_torch_cpu = True
 
     # -- NumPy ---------------------------------------------------------------
     def _numba_kernel(self, adjoint):

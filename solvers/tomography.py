@@ -25,8 +25,16 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
-from tikhon.operators._backend import as_finite_real, check_real_floating, is_torch, norm, torch_module, vdot
+from tikhon.operators._backend import (
+    all_finite,
+    as_finite_real,
+    check_real_floating,
+    is_torch,
+    norm,
+    torch_module,
+    vdot,
+)
+from tikhon.operators._kernels.prox_helpers import as_like, xp_sqrt, xp_where
 from tikhon.operators.base import LinearOperator
 from tikhon.solvers._loop import iterate
 from tikhon.solvers._result import Result
@@ -50,23 +58,25 @@ def _gradient_operator(shape):
 _as_real = as_finite_real
 
 
-def _to_numpy(x, name, where):
-    """Validated float array; torch tensors are moved to NumPy (the loop is NumPy)."""
-    x = check_real_floating(x, name, where)
-    if is_torch(x):
-        return x.detach().cpu().numpy(), (x.device, x.dtype)
-    return x, None
-
-
-def _check_image_array(arr, shape, name, where, nonneg=False, dtype=np.float64):
-    arr, _ = _to_numpy(arr, name, where)
+def _check_image_array(arr, shape, name, where, like, nonneg=False):
+    """``arr`` validated and cast to ``like``'s backend, dtype and device (once, before the loop)."""
+    arr = check_real_floating(arr, name, where)
     if tuple(arr.shape) != tuple(shape):
         raise ValueError(f"{where}: {name} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
-    if not np.isfinite(arr).all():
+    if not all_finite(arr):
         raise ValueError(f"{where}: {name} must be finite (found NaN or inf)")
-    if nonneg and (arr < 0).any():
+    if nonneg and bool((arr < 0).any()):
         raise ValueError(f"{where}: {name} must be nonnegative")
-    return np.asarray(arr, dtype=dtype)
+    out = as_like(arr, like)
+    # as_like may return the caller's own array: the loop must never write into it
+    return out.clone() if is_torch(out) else out.copy()
+
+
+def _full(shape, value, like):
+    """An array of ``like``'s backend, dtype and device filled with ``value``."""
+    if is_torch(like):
+        return torch_module().full(tuple(shape), value, dtype=like.dtype, device=like.device)
+    return np.full(shape, value, dtype=like.dtype)
 
 
 def _gradient_abs_colsum(shape):
@@ -81,7 +91,25 @@ def _gradient_abs_colsum(shape):
 
 def _group_norm(g):
     """Pixel-wise Euclidean norm over the first axis (the gradient components)."""
+    if is_torch(g):
+        return torch_module().linalg.vector_norm(g, dim=0)
     return np.sqrt(np.einsum("i...,i...->...", g, g))
+
+
+def _clamp_nonneg_(x):
+    """``x <- max(x, 0)`` in place."""
+    if is_torch(x):
+        x.clamp_(min=0)
+    else:
+        np.maximum(x, 0, out=x)
+
+
+def _ball_scale(mag, radius):
+    """Factor projecting vectors of norm ``mag`` onto the balls of radii ``radius``."""
+    if is_torch(mag):
+        # the unselected branch may hold 0 / 0 where a weight vanishes; where() drops it
+        return torch_module().where(mag > radius, radius / mag, 1.0)
+    return np.divide(radius, mag, out=np.ones_like(mag), where=mag > radius)
 
 
 def _kl_value(z, y):
@@ -91,11 +119,15 @@ def _kl_value(z, y):
     floors ``z`` at a tiny positive value instead so that the history stays
     finite during the first iterations (the iteration itself is unaffected).
     """
-    zs = np.maximum(z, 1e-300)
-    pos = y > 0
-    val = np.sum(zs - y)
-    val += np.sum(y[pos] * (np.log(y[pos]) - np.log(zs[pos])))
-    return float(val)
+    if is_torch(z):
+        torch = torch_module()
+        z, y = z.double(), y.double()
+        zs = z.clamp_min(1e-300)
+        return float((zs - y).sum() + (torch.xlogy(y, y) - torch.xlogy(y, zs)).sum())
+    from scipy.special import xlogy
+
+    zs = np.maximum(z, 1e-300, dtype=np.float64)
+    return float(np.sum(zs - y, dtype=np.float64) + np.sum(xlogy(y, y) - xlogy(y, zs)))
 
 
 def _relative(num, den):
@@ -148,8 +180,10 @@ def tv_reconstruction(
         ``in_shape`` is the image shape.
     y : array
         Data of shape ``A.out_shape``, finite (nonnegative for ``data="kl"``).
-        A torch tensor is accepted; the iteration runs in NumPy and the
-        result's ``x`` is returned as a tensor on the input's device.
+        A torch tensor runs the whole iteration with torch operations on its
+        device and dtype (``A`` must accept tensors, as tikhon's operators
+        do); ``weights`` and ``x0`` are moved there once, and ``x`` and the
+        duals come back as tensors.
     lam : float
         Regularisation weight, ``>= 0``.
     weights : array, optional
@@ -217,30 +251,32 @@ def tv_reconstruction(
     where = "tv_reconstruction"
     if not isinstance(A, LinearOperator):
         raise TypeError(f"{where}: A must be a LinearOperator, got {type(A).__name__}")
-    y, torch_info = _to_numpy(y, "y", where)
+    y = check_real_floating(y, "y", where)
     if tuple(y.shape) != tuple(A.out_shape):
         raise ValueError(f"{where}: y has shape {tuple(y.shape)}, expected A.out_shape {A.out_shape}")
-    if not np.isfinite(y).all():
+    if not all_finite(y):
         raise ValueError(f"{where}: y must be finite (found NaN or inf)")
-    dtype = y.dtype
+    if is_torch(y):
+        # the loop works on the data tensor's device: detach it from any graph once
+        y = y.detach()
     lam = _as_real(lam, "lam", where)
     if lam < 0:
         raise ValueError(f"{where}: lam must be >= 0, got {lam}")
     if data not in ("l2", "kl"):
         raise ValueError(f"{where}: data must be 'l2' or 'kl', got {data!r}")
-    if data == "kl" and (y < 0).any():
+    if data == "kl" and bool((y < 0).any()):
         raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
     shape = tuple(A.in_shape)
     if weights is None:
-        w = np.ones(shape, dtype=dtype)
+        w = _full(shape, 1.0, y)
     else:
-        w = _check_image_array(weights, shape, "weights", where, nonneg=True, dtype=dtype)
+        w = _check_image_array(weights, shape, "weights", where, y, nonneg=True)
     if x0 is None:
-        x = np.zeros(shape, dtype=dtype)
+        x = _full(shape, 0.0, y)
     else:
-        x = _check_image_array(x0, shape, "x0", where, dtype=dtype).copy()
+        x = _check_image_array(x0, shape, "x0", where, y)
         if nonneg:
-            np.maximum(x, 0, out=x)
+            _clamp_nonneg_(x)
     adaptive = isinstance(step_ratio, str) and step_ratio == "adaptive"
     if step_ratio is None or adaptive:
         ratio = _DEFAULT_RATIO
@@ -267,12 +303,12 @@ def tv_reconstruction(
     s.x = x
     s.Ax = A._forward(x)
     s.Gx = G._forward(x)
-    s.p = np.zeros(A.out_shape, dtype=dtype)
-    s.q = np.zeros((len(shape),) + shape, dtype=dtype)
-    s.ATp = np.zeros(shape, dtype=dtype)
-    s.GTq = np.zeros(shape, dtype=dtype)
+    s.p = _full(A.out_shape, 0.0, y)
+    s.q = _full((len(shape),) + shape, 0.0, y)
+    s.ATp = _full(shape, 0.0, y)
+    s.GTq = _full(shape, 0.0, y)
     s.alpha = 0.5
-    s.res_primal = s.res_dual = np.inf
+    s.res_primal = s.res_dual = math.inf
     s.k = 0
     if precondition:
         try:
@@ -282,11 +318,11 @@ def tv_reconstruction(
                 f"{where}: precondition=True needs A.abs() (|A| for the diagonal steps); "
                 f"{A._label()} does not provide it"
             ) from exc
-        rows = absA._forward(np.ones(shape, dtype=dtype))
-        cols = absA._adjoint(np.ones(A.out_shape, dtype=dtype)) + nu * _gradient_abs_colsum(shape)
+        rows = absA._forward(_full(shape, 1.0, y))
+        cols = absA._adjoint(_full(A.out_shape, 1.0, y)) + nu * as_like(_gradient_abs_colsum(shape), y)
         # rows of A that see no pixel keep a unit step: their dual is never driven
-        tau0 = 1.0 / np.where(cols > 0, cols, 1.0)
-        sp0 = 1.0 / np.where(rows > 0, rows, 1.0)
+        tau0 = 1.0 / xp_where(cols > 0, cols, 1.0)
+        sp0 = 1.0 / xp_where(rows > 0, rows, 1.0)
         sq0 = 1.0 / (2.0 * nu)
         s.tau, s.sigma_p, s.sigma_q = tau0 / ratio, sp0 * ratio, sq0 * ratio
         L = 1.0
@@ -302,7 +338,7 @@ def tv_reconstruction(
         tau, sp, sq = s.tau, s.sigma_p, s.sigma_q
         x_new = x_old - tau * (ATp_old + nu * GTq_old)
         if nonneg:
-            np.maximum(x_new, 0, out=x_new)
+            _clamp_nonneg_(x_new)
         Ax_new = A._forward(x_new)
         Gx_new = G._forward(x_new)
         # dual step at the extrapolated point 2 x+ - x (theta = 1)
@@ -310,27 +346,28 @@ def tv_reconstruction(
         if data == "l2":
             p_new = (v - sp * y) / (1.0 + sp)
         else:
-            p_new = 0.5 * (v + 1.0 - np.sqrt((v - 1.0) ** 2 + 4.0 * sp * y))
+            p_new = 0.5 * (v + 1.0 - xp_sqrt((v - 1.0) ** 2 + 4.0 * sp * y))
         q_new = q_old + (sq * nu) * (2.0 * Gx_new - Gx_old)
-        mag = _group_norm(q_new)
         # projection onto the weighted ball ||q_i|| <= (lam / nu) w_i
-        scale = np.where(mag > radius, radius / np.maximum(mag, 1e-300), 1.0)
-        q_new *= scale
+        q_new *= _ball_scale(_group_norm(q_new), radius)
         ATp_new = A._adjoint(p_new)
         GTq_new = G._adjoint(q_new)
 
-        # residuals (Goldstein et al.), reusing the maps already computed
-        P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
-        Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
-        Dq = (q_old - q_new) / sq + nu * (Gx_new - Gx_old)
-        # BLAS-free norms (see tikhon.operators._backend): they sit between numba kernels
-        scale_p = norm(ATp_new) + nu * norm(GTq_new)
-        scale_d = math.hypot(norm(Ax_new), nu * norm(Gx_new))
-        s.res_primal = _relative(norm(P), scale_p)
-        s.res_dual = _relative(math.hypot(norm(Dp), norm(Dq)), scale_d)
+        s.k += 1
+        # the residuals cost about a third of an iteration in memory traffic and,
+        # on a GPU, a device sync: compute them only where they are read
+        if adaptive or s.k % check_every == 0 or s.k == max_iter:
+            # Goldstein et al., reusing the maps already computed
+            P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
+            Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
+            Dq = (q_old - q_new) / sq + nu * (Gx_new - Gx_old)
+            # BLAS-free norms (see tikhon.operators._backend): they sit between numba kernels
+            scale_p = norm(ATp_new) + nu * norm(GTq_new)
+            scale_d = math.hypot(norm(Ax_new), nu * norm(Gx_new))
+            s.res_primal = _relative(norm(P), scale_p)
+            s.res_dual = _relative(math.hypot(norm(Dp), norm(Dq)), scale_d)
 
         s.x, s.Ax, s.Gx, s.p, s.q, s.ATp, s.GTq = x_new, Ax_new, Gx_new, p_new, q_new, ATp_new, GTq_new
-        s.k += 1
         if adaptive and s.alpha > 1e-3:
             # residual balancing: a larger primal residual asks for a larger tau
             delta = 1.5
@@ -354,7 +391,7 @@ def tv_reconstruction(
             fit = 0.5 * vdot(r, r)
         else:
             fit = _kl_value(s.Ax, y)
-        return fit + lam * float(np.sum(w * _group_norm(s.Gx)))
+        return fit + lam * float((w * _group_norm(s.Gx)).sum())
 
     def monitor(s):
         return {
@@ -377,20 +414,16 @@ def tv_reconstruction(
         check_every=check_every,
         name="tv_reconstruction",
     )
-    x_out = s.x
-    if torch_info is not None:
-        torch = torch_module()
-        x_out = torch.from_numpy(np.ascontiguousarray(x_out)).to(device=torch_info[0], dtype=torch_info[1])
-    tau_out = s.tau if np.isscalar(s.tau) else float(np.max(s.tau))
-    sigma_out = s.sigma_p if np.isscalar(s.sigma_p) else float(np.max(s.sigma_p))
+    tau_out = s.tau if isinstance(s.tau, float) else float(s.tau.max())
+    sigma_out = s.sigma_p if isinstance(s.sigma_p, float) else float(s.sigma_p.max())
     return Result(
-        x=x_out,
+        x=s.x,
         converged=outcome.converged,
         n_iter=outcome.n_iter,
         message=outcome.message,
         history=outcome.history,
         elapsed=outcome.elapsed,
-        steps={"tau": float(tau_out), "sigma": float(sigma_out), "nu": float(nu),
+        steps={"tau": tau_out, "sigma": sigma_out, "nu": float(nu),
                "step_ratio": float(ratio_now[0]), "norm_K": float(L)},
         dual=(s.p, s.q),
         info={"objective": objective(s), "residual": max(s.res_primal, s.res_dual),
@@ -431,35 +464,39 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
 
     Returns
     -------
-    numpy.ndarray
-        Weights of the image shape, in ``(0, 1]``.
+    numpy.ndarray or torch.Tensor
+        Weights of the image shape, in ``(0, 1]``: float64 NumPy for NumPy
+        input, a tensor of the input's device and dtype for a tensor.
     """
     where = "space_variant_weights"
     if kind not in ("image", "gradient"):
         raise ValueError(f"{where}: kind must be 'image' or 'gradient', got {kind!r}")
-    est, _ = _to_numpy(estimate, "estimate", where)
-    est = np.asarray(est, dtype=np.float64)
-    if not np.isfinite(est).all():
+    est = check_real_floating(estimate, "estimate", where)
+    if not all_finite(est):
         raise ValueError(f"{where}: estimate must be finite (found NaN or inf)")
+    if is_torch(est):
+        est = est.detach()
+    else:
+        est = np.asarray(est, dtype=np.float64)
     p = _as_real(p, "p", where)
     if not 0 < p <= 1:
         raise ValueError(f"{where}: p must be in (0, 1], got {p}")
     if kind == "image":
-        g = _group_norm(_gradient_operator(est.shape)._forward(est))
+        g = _group_norm(_gradient_operator(tuple(est.shape))._forward(est))
     else:
-        if (est < 0).any():
+        if bool((est < 0).any()):
             raise ValueError(f"{where}: a gradient-magnitude estimate must be nonnegative")
         g = est
     if eta is None:
         frac = _as_real(eta_fraction, "eta_fraction", where)
         if frac <= 0:
             raise ValueError(f"{where}: eta_fraction must be > 0, got {frac}")
-        gmax = float(g.max()) if g.size else 0.0
+        gmax = float(g.max()) if math.prod(g.shape) else 0.0
         eta = frac * gmax if gmax > 0 else 1.0
     else:
         eta = _as_real(eta, "eta", where)
         if eta <= 0:
             raise ValueError(f"{where}: eta must be > 0, got {eta}")
     if p == 1:
-        return np.ones_like(g)
-    return (eta / np.sqrt(eta**2 + g**2)) ** (1.0 - p)
+        return _full(g.shape, 1.0, g)
+    return (eta / xp_sqrt(eta**2 + g**2)) ** (1.0 - p)

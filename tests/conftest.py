@@ -15,4 +15,43 @@ def pytest_configure(config):
         import torch
     except ImportError:
         return
+    # numba's OpenMP layer shares the OpenMP runtime with torch: its pool, started
+    # by the first parallel kernel, resets torch's thread count to the core count
+    # if torch has run an op before. Start numba's pool first, then pin torch.
+    import numba
+
+    numba.get_num_threads()
     torch.set_num_threads(1)
+
+
+import contextlib
+
+import pytest
+
+
+@pytest.fixture
+def no_host_transfers(monkeypatch):
+    """Context manager: inside it, moving a tensor's data to host memory raises.
+
+    CPU tensors stand in for CUDA ones: ``Tensor.numpy``, ``Tensor.cpu``,
+    ``Tensor.tolist`` and ``Tensor.__array__`` raise, and ``Gradient`` takes
+    its device-agnostic torch path instead of the numba kernels on zero-copy
+    views. Two things stay allowed: a Python float of a scalar (a monitored
+    residual: a sync, not a copy of the data), and uploading an operator's
+    own NumPy data to the device (done once, then cached per device).
+    """
+    torch = pytest.importorskip("torch")
+    from tikhon.operators.gradient import Gradient
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("host transfer inside a device-resident solve")
+
+    @contextlib.contextmanager
+    def guard():
+        with monkeypatch.context() as m:
+            m.setattr(Gradient, "_numba_on_torch_cpu", False)
+            for name in ("numpy", "cpu", "tolist", "__array__"):
+                m.setattr(torch.Tensor, name, refuse)
+            yield
+
+    return guard

@@ -174,3 +174,22 @@ def test_unconverged_runs_are_marked(tmp_path, capsys):
     out = capsys.readouterr().out
     assert rc == 0
     assert "stopped at --max-iter" in out
+
+
+def test_demo_on_a_torch_device_matches_numpy(tmp_path, capsys):
+    pytest.importorskip("torch")
+    args = ["demo", "--size", "48", "--angles", "16", "--methods", "fbp,tv,wtv,learned", "--no-figure",
+            "--quiet", "--max-iter", "400"]
+    assert main(args + ["--out", str(tmp_path / "np")]) == 0
+    text_np = capsys.readouterr().out
+    assert main(args + ["--out", str(tmp_path / "dev"), "--device", "cpu"]) == 0
+    text_dev = capsys.readouterr().out
+    for method in ("fbp", "tv", "wtv", "learned"):
+        a = np.load(tmp_path / "np" / f"recon_{method}.npy")
+        b = np.load(tmp_path / "dev" / f"recon_{method}.npy")
+        assert b.dtype == np.float64 and b.shape == a.shape
+        # float32 on the device against float64 NumPy: same solution to float32 accuracy
+        assert table_value(text_dev, method, "psnr") == pytest.approx(
+            table_value(text_np, method, "psnr"), abs=0.05)
+    assert main(args[:5] + ["--methods", "fbp", "--out", str(tmp_path / "bad"), "--device", "nonsense"]) == 1
+    assert "--device nonsense" in capsys.readouterr().err

@@ -2,9 +2,11 @@
 
 Each method has the signature ``method(A, sinogram, lam=None, max_iter=2000,
 progress=False, tol=1e-4) -> (image, n_iter)`` where ``A`` is a
-:class:`~tikhon.operators.Radon` operator and ``sinogram`` a NumPy array of
-shape ``A.out_shape``; ``lam=None`` picks the regularisation weight from a
-noise estimate of the sinogram (:func:`default_lam`).
+:class:`~tikhon.operators.Radon` operator and ``sinogram`` a NumPy array or a
+torch tensor of shape ``A.out_shape``; ``lam=None`` picks the regularisation
+weight from a noise estimate of the sinogram (:func:`default_lam`). A tensor
+sinogram is reconstructed on its device (the image comes back as a tensor
+there); only the noise estimate reads a host copy, once, before the solve.
 
 * :func:`fbp`: filtered backprojection (``A.fbp``), 0 iterations;
 * :func:`tv`: isotropic TV (:func:`tikhon.solvers.tv_reconstruction`);
@@ -16,6 +18,8 @@ noise estimate of the sinogram (:func:`default_lam`).
 from __future__ import annotations
 
 import numpy as np
+
+from tikhon.operators._backend import is_torch
 
 __all__ = ["fbp", "tv", "wtv", "learned", "default_lam", "estimate_noise_sigma", "METHODS"]
 
@@ -37,18 +41,29 @@ def estimate_noise_sigma(sinogram):
 
     Parameters
     ----------
-    sinogram : numpy.ndarray
+    sinogram : numpy.ndarray or torch.Tensor
         Shape ``(n_angles, n_det)`` with ``n_det >= 3``.
 
     Returns
     -------
     float
     """
-    y = np.asarray(sinogram, dtype=np.float64)
+    y = _host_float64(sinogram)
     if y.ndim != 2 or y.shape[1] < 3:
         raise ValueError(f"estimate_noise_sigma: sinogram must be (n_angles, n_det >= 3), got {y.shape}")
     d = y[:, 2:] - 2.0 * y[:, 1:-1] + y[:, :-2]
     return float(np.median(np.abs(d)) / 0.6745 / np.sqrt(6.0))
+
+
+def _host_float64(a):
+    """A float64 NumPy copy of an array or tensor (for scalar estimates, not for the solve)."""
+    if is_torch(a):
+        return a.detach().cpu().double().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _nonneg(image):
+    return image.clamp(min=0.0) if is_torch(image) else np.maximum(image, 0.0)
 
 
 def default_lam(A, sinogram, method="tv"):
@@ -70,7 +85,7 @@ def default_lam(A, sinogram, method="tv"):
     sigma = estimate_noise_sigma(sinogram)
     if sigma == 0:
         # noiseless data: a small weight that still removes the few-view streaks
-        sigma = 1e-3 * float(np.abs(sinogram).max())
+        sigma = 1e-3 * float(np.abs(_host_float64(sinogram)).max())
     return _LAM_FACTOR[method] * sigma
 
 
@@ -85,7 +100,7 @@ def _solve(A, sinogram, lam, weights=None, x0=None, max_iter=2000, tol=1e-4, pro
 
 def fbp(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4):
     """Filtered backprojection (``lam``, ``max_iter`` and ``tol`` are ignored)."""
-    return np.asarray(A.fbp(sinogram)), 0
+    return A.fbp(sinogram), 0
 
 
 def tv(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4):
@@ -93,12 +108,13 @@ def tv(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4):
 
     Returns
     -------
-    image : numpy.ndarray
+    image : numpy.ndarray or torch.Tensor
+        Of the sinogram's type (and device).
     n_iter : int
     """
     lam = default_lam(A, sinogram, "tv") if lam is None else float(lam)
     res = _solve(A, sinogram, lam, max_iter=max_iter, tol=tol, progress=progress)
-    return np.asarray(res.x), int(res.n_iter)
+    return res.x, int(res.n_iter)
 
 
 def wtv(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4, pilot_lam=None):
@@ -116,21 +132,22 @@ def wtv(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4, pilot_la
     pilot = _solve(A, sinogram, pilot_lam, max_iter=max_iter, tol=tol, progress=progress)
     w = space_variant_weights(pilot.x, p=_P, eta_fraction=_ETA_FRACTION["wtv"])
     res = _solve(A, sinogram, lam, weights=w, x0=pilot.x, max_iter=max_iter, tol=tol, progress=progress)
-    return np.asarray(res.x), int(pilot.n_iter) + int(res.n_iter)
+    return res.x, int(pilot.n_iter) + int(res.n_iter)
 
 
-_NET = None
+_NETS = {}
 
 
-def _pretrained_net():
-    global _NET
-    if _NET is None:
+def _pretrained_net(device="cpu"):
+    """The pretrained network on ``device``, loaded once per device."""
+    key = str(device)
+    if key not in _NETS:
         try:
             from tikhon.learned.tv_weights import TVWeightNet
         except ImportError as exc:
             raise ImportError("the learned method needs PyTorch: pip install 'tikhon[learned]'") from exc
-        _NET = TVWeightNet.pretrained()
-    return _NET
+        _NETS[key] = TVWeightNet.pretrained(map_location=device)
+    return _NETS[key]
 
 
 def learned(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4, net=None):
@@ -143,15 +160,16 @@ def learned(A, sinogram, lam=None, max_iter=2000, progress=False, tol=1e-4, net=
     """
     from tikhon.solvers import space_variant_weights
 
-    net = _pretrained_net() if net is None else net
+    if net is None:
+        net = _pretrained_net(sinogram.device if is_torch(sinogram) else "cpu")
     lam = default_lam(A, sinogram, "learned") if lam is None else float(lam)
     image, grad = net.predict(A.fbp(sinogram))
     # weights from the gradient channel (measured better than from the image
     # channel); the image channel is a good starting point for the solver
     w = space_variant_weights(grad, p=_P, kind="gradient", eta_fraction=_ETA_FRACTION["learned"])
-    res = _solve(A, sinogram, lam, weights=w, x0=np.maximum(image, 0.0), max_iter=max_iter,
+    res = _solve(A, sinogram, lam, weights=w, x0=_nonneg(image), max_iter=max_iter,
                  tol=tol, progress=progress)
-    return np.asarray(res.x), int(res.n_iter)
+    return res.x, int(res.n_iter)
 
 
 METHODS = {"fbp": fbp, "tv": tv, "wtv": wtv, "learned": learned}

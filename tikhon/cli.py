@@ -8,7 +8,9 @@ iterations / seconds and saves the reconstructions (``.npy``) and a figure.
 Methods live in :data:`METHODS`, a dict ``name -> function(A, sinogram, args)
 -> (image, n_iter)`` where ``A`` is the :class:`~tikhon.operators.Radon`
 operator, ``sinogram`` a NumPy array of shape ``A.out_shape`` and ``args`` the
-parsed command-line namespace (``args.lam``, ``args.max_iter``, ``args.tol``).
+parsed command-line namespace (``args.lam``, ``args.max_iter``, ``args.tol``,
+``args.device``: with ``--device cuda`` the built-in methods run on float32
+tensors on the GPU and hand back NumPy images).
 A method whose optional dependency is missing raises :class:`MethodUnavailable`
 and is skipped with a note; :func:`register_method` adds one.
 """
@@ -61,12 +63,20 @@ def _method(name):
     def run(A, sinogram, args):
         from tikhon import _ct_methods
 
+        device = getattr(args, "device", None)
         try:
-            return _ct_methods.METHODS[name](
+            if device is not None:
+                sinogram = _to_device(sinogram, device)
+            image, n_iter = _ct_methods.METHODS[name](
                 A, sinogram, lam=args.lam, max_iter=args.max_iter, tol=args.tol
             )
         except ImportError as exc:  # the learned method without torch
             raise MethodUnavailable(f"needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
+        if device is not None:
+            # back to host memory once, for the metrics and the files (this also
+            # waits for the device, so the method's time is its real time)
+            image = image.detach().cpu().double().numpy()
+        return image, n_iter
 
     run.__name__ = f"_{name}"
     return run
@@ -79,6 +89,18 @@ register_method("fbp", _fbp, "filtered backprojection (Radon.fbp)")
 register_method("tv", _tv, "isotropic TV, Chambolle-Pock (tikhon.solvers.tv_reconstruction)")
 register_method("wtv", _wtv, "space-variant weighted TV from a TV pilot")
 register_method("learned", _learned, "TV with weights from a learned TVWeightNet")
+
+
+def _to_device(sinogram, device):
+    """The sinogram as a float32 torch tensor on ``device`` (``--device``)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+        out = torch.as_tensor(np.asarray(sinogram, dtype=np.float32), device=dev)
+    except (RuntimeError, AssertionError) as exc:  # unknown or unavailable device
+        raise CLIError(f"--device {device}: {exc}") from exc
+    return out
 
 
 def _parse_methods(text):
@@ -384,6 +406,9 @@ def build_parser():
         p.add_argument("--tol", type=_positive_float, default=1e-4,
                        help="stopping tolerance of iterative methods (default 1e-4)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument("--device", default=None, metavar="DEVICE",
+                       help="run the reconstructions on a torch device in float32 (e.g. cuda, "
+                       "cuda:1, cpu); default: NumPy with the numba kernels, float64")
 
     demo = sub.add_parser("demo", help="few-view CT on the Shepp-Logan phantom",
                           description="Simulate a noisy few-view sinogram of the Shepp-Logan "

@@ -16,10 +16,13 @@ its mass from as few source classes as possible.
 
 from __future__ import annotations
 
+import math
+import warnings
+
 import numpy as np
 
-from tikhon.operators._backend import is_torch
-from tikhon.solvers._loop import check_tolerance, iterate
+from tikhon.operators._backend import is_torch, torch_module
+from tikhon.solvers._loop import ConvergenceWarning, check_tolerance, iterate
 from tikhon.solvers._result import Result
 
 _WHERE = "class_ot"
@@ -71,6 +74,11 @@ def _validate(a, b, C, source_classes, lam, eps):
         )
     if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
         raise ValueError(f"{_WHERE}: source_classes contains NaN or inf")
+    lam = _check_lam_eps(lam, eps)
+    return a, b * (sa / sb), C.astype(np.float64, copy=False), labels, lam
+
+
+def _check_lam_eps(lam, eps):
     try:
         lam = float(lam)
     except (TypeError, ValueError) as exc:
@@ -86,7 +94,7 @@ def _validate(a, b, C, source_classes, lam, eps):
             f"{_WHERE}: only the exact problem eps = 0 is implemented, got eps = {eps!r} "
             "(for an entropic variant use POT's ot.da.sinkhorn_l1l2_gl)"
         )
-    return a, b * (sa / sb), C.astype(np.float64, copy=False), labels, lam
+    return lam
 
 
 def class_regularizer(P, source_classes):
@@ -133,6 +141,22 @@ def _round_to_polytope(X, a_s, b):
     return Xr
 
 
+def _choose_step(step, mass, n, m, cscale, lam):
+    """The user's step, checked, or the default ``10 mass sqrt(max(n, m)) / (n m mean|C|)``."""
+    if step is not None:
+        t = float(step)
+        if not np.isfinite(t) or t <= 0:
+            raise ValueError(f"{_WHERE}: step must be finite and > 0, got {step!r}")
+        return t
+    if cscale == 0.0:
+        cscale = max(lam, 1.0)
+    # the optimal plan is sparse (about n + m entries of size mass / n), so the
+    # ratio of plan to reduced-cost norms, the natural DR step, scales like
+    # mass / (n m) * sqrt(max(n, m)) / |C|; the factor 10 was tuned on
+    # Gaussian-cluster problems with n in [60, 300], for both methods
+    return 10.0 * mass / (n * m) * np.sqrt(max(n, m)) / cscale
+
+
 def class_ot(
     a,
     b,
@@ -141,7 +165,7 @@ def class_ot(
     lam,
     eps=0.0,
     *,
-    method="ssnal",
+    method=None,
     tol=1e-6,
     max_iter=None,
     x0=None,
@@ -166,8 +190,8 @@ def class_ot(
     Rahbar et al. (ICML 2023); the paper's fusion form, which sums norms of
     differences between plan rows of same-class sources, is not implemented.
 
-    Methods. ``"ssnal"`` (default): a semismooth Newton augmented Lagrangian
-    method on the dual. The dual is ``max <f, a> + <g, b>`` subject to
+    Methods. ``"ssnal"`` (the default for NumPy inputs): a semismooth Newton
+    augmented Lagrangian method on the dual. The dual is ``max <f, a> + <g, b>`` subject to
     ``||(f_i + g_j - C_ij)^+_{i in I_c}||_2 <= lam`` for every target ``j`` and
     class ``c``; its augmented Lagrangian, with the plan as multiplier, is
     minimised over the slack in closed form (the prox of
@@ -180,7 +204,11 @@ def class_ot(
     of Newton steps where first-order splitting needs thousands on this
     nearly linear program. ``"douglas_rachford"``: Douglas-Rachford splitting
     between ``G`` and ``<C, P> + i_{P 1 = a, P^T 1 = b}`` (a fused numba
-    kernel per iteration); simple, robust, slow.
+    kernel per iteration); simple, robust, slow. It is also the method for
+    torch tensors (CPU or CUDA, float32 or float64), where every iteration is a
+    fixed sequence of whole-tensor ops on the input's device, with no host
+    round trip; SSNAL's sparse Newton-CG is a CPU algorithm and refuses
+    tensors.
 
     Both stop on an exact, certified primal-dual gap: the current plan is
     rounded onto ``U(a, b)`` (Altschuler et al.) for the upper bound, and the
@@ -189,28 +217,33 @@ def class_ot(
 
     Parameters
     ----------
-    a : array-like, shape (n,), or None
+    a : array-like or torch.Tensor, shape (n,), or None
         Source marginal (non-negative); None means uniform.
-    b : array-like, shape (m,), or None
+    b : array-like or torch.Tensor, shape (m,), or None
         Target marginal, same total mass as ``a``; None means uniform.
-    C : numpy.ndarray, shape (n, m)
-        Cost matrix (float32 or float64, finite).
-    source_classes : array-like, shape (n,)
-        Class label of every source point (any hashable NumPy dtype).
+    C : numpy.ndarray or torch.Tensor, shape (n, m)
+        Cost matrix (float32 or float64, finite). ``a``, ``b``, ``C`` (and
+        ``x0``) are all NumPy arrays or all torch tensors on ``C``'s device;
+        mixing raises a TypeError.
+    source_classes : array-like or torch.Tensor, shape (n,)
+        Class label of every source point (any NumPy dtype; with torch
+        inputs also an integer tensor, moved to ``C``'s device once).
     lam : float
         Regularisation weight, >= 0 (0 gives exact unregularised OT).
     eps : float
         Entropic regularisation; only 0 (the exact problem) is implemented.
-    method : {"ssnal", "douglas_rachford"}
-        Algorithm (see above).
+    method : {None, "ssnal", "douglas_rachford"}
+        Algorithm (see above). None (default) means ``"ssnal"`` for NumPy
+        inputs and ``"douglas_rachford"`` for torch tensors; ``"ssnal"`` with
+        torch tensors raises a ValueError.
     tol : float
         Stop when the relative primal-dual gap
         ``(primal - dual) / max(|primal|, |dual|)`` is ``<= tol``.
     max_iter : int, optional
         Maximum number of iterations (Newton steps for ``"ssnal"``, default
         1000; splitting steps for ``"douglas_rachford"``, default 20000).
-    x0 : numpy.ndarray, shape (n, m), optional
-        Initial plan (warm start).
+    x0 : numpy.ndarray or torch.Tensor, shape (n, m), optional
+        Initial plan (warm start), of the same array type as ``C``.
     step : float, optional
         Initial augmented Lagrangian penalty (``"ssnal"``) or the
         Douglas-Rachford step; by default
@@ -232,7 +265,11 @@ def class_ot(
     Result
         ``x``: the plan, shape (n, m), exactly in ``U(a, b)`` up to rounding
         (the rounded iterate the gap certifies); ``dual``: potentials ``(f, g)``
-        (dual-feasible, their dual objective is a lower bound);
+        (dual-feasible, their dual objective is a lower bound). With torch
+        inputs, ``x``, ``f`` and ``g`` are tensors on ``C``'s device and dtype
+        (the certificate is computed in float64, so for float32 inputs the
+        reported bounds are those of the float64 plan before the final cast);
+        the info values are Python floats in every case.
         ``info``: ``objective``, ``dual_objective``, ``gap``, ``regularizer``,
         ``transport_cost``; ``history``: ``objective``, ``dual_objective``,
         ``rel_gap`` (of the best certified pair so far), ``residual`` (relative
@@ -246,13 +283,39 @@ def class_ot(
     >>> rng = np.random.default_rng(0)
     >>> xs, xt = rng.normal(size=(30, 2)), rng.normal(size=(20, 2))
     >>> C = ((xs[:, None] - xt[None]) ** 2).sum(-1)
-    >>> res = class_ot(None, None, C, rng.integers(0, 3, 30), lam=0.1)
+    >>> y = rng.integers(0, 3, 30)
+    >>> res = class_ot(None, None, C, y, lam=0.1)
     >>> res.converged
     True
+
+    The same problem on torch tensors (here on the CPU; a CUDA tensor keeps
+    the whole solve on the GPU) runs Douglas-Rachford:
+
+    >>> import torch
+    >>> res_t = class_ot(None, None, torch.as_tensor(C), torch.as_tensor(y), lam=0.1, tol=1e-5)
+    >>> res_t.converged, res_t.x.dtype, res_t.info["method"]
+    (True, torch.float64, 'douglas_rachford')
+    >>> abs(res_t.info["objective"] - res.info["objective"]) <= 1e-5 * res.info["objective"]
+    True
     """
+    tol = check_tolerance(tol)
+    if method not in (None, "ssnal", "douglas_rachford"):
+        raise ValueError(f"{_WHERE}: method must be 'ssnal' or 'douglas_rachford', got {method!r}")
+    if _is_torch_call(a, b, C, x0):
+        if method == "ssnal":
+            raise ValueError(
+                f"{_WHERE}: method='ssnal' (a sparse Newton-CG method) runs on the CPU only; "
+                "pass NumPy arrays for SSNAL, or use method='douglas_rachford' (the default "
+                "for torch tensors)"
+            )
+        return _class_ot_torch(a, b, C, source_classes, lam, eps, tol=tol, max_iter=max_iter, x0=x0,
+                               step=step, check_every=check_every, callback=callback,
+                               progress=progress, warn=warn)
+    if method is None:
+        method = "ssnal"
+
     from tikhon.operators._kernels import class_ot_numba as K
 
-    tol = check_tolerance(tol)
     a, b, C, labels, lam = _validate(a, b, C, source_classes, lam, eps)
     n, m = C.shape
     _, inverse = np.unique(labels, return_inverse=True)
@@ -263,27 +326,13 @@ def class_ot(
     Ct = np.ascontiguousarray(C[order].T)
     mass = a.sum()
 
-    if method not in ("ssnal", "douglas_rachford"):
-        raise ValueError(f"{_WHERE}: method must be 'ssnal' or 'douglas_rachford', got {method!r}")
     ssnal = method == "ssnal"
     if max_iter is None:
         max_iter = 1000 if ssnal else 20000
     if check_every is None:
         check_every = 1 if ssnal else 50
 
-    cscale = float(np.mean(np.abs(Ct)))
-    if cscale == 0.0:
-        cscale = max(lam, 1.0)
-    if step is None:
-        # the optimal plan is sparse (about n + m entries of size mass / n), so the
-        # ratio of plan to reduced-cost norms, the natural DR step, scales like
-        # mass / (n m) * sqrt(max(n, m)) / |C|; the factor 10 was tuned on
-        # Gaussian-cluster problems with n in [60, 300], for both methods
-        t = 10.0 * mass / (n * m) * np.sqrt(max(n, m)) / cscale
-    else:
-        t = float(step)
-        if not np.isfinite(t) or t <= 0:
-            raise ValueError(f"{_WHERE}: step must be finite and > 0, got {step!r}")
+    t = _choose_step(step, mass, n, m, float(np.mean(np.abs(Ct))), lam)
 
     if x0 is None:
         Z = b[:, None] * a_s[None, :]
@@ -497,3 +546,225 @@ def _ssnal_setup(K, Q, Ct, starts, a_s, b, lam, sigma, tol, certify):
                 "residual": cur["pinf"], "dual_residual": cur["dinf"]}
 
     return state, step_fn, monitor
+
+
+# ----------------------------------------------------------------------------
+# torch path: Douglas-Rachford with whole-tensor ops on the input's device
+
+
+def _is_torch_call(a, b, C, x0):
+    flags = {name: is_torch(x) for name, x in (("a", a), ("b", b), ("C", C), ("x0", x0)) if x is not None}
+    if any(flags.values()) and not all(flags.values()):
+        kinds = ", ".join(f"{k}: {'torch' if v else 'NumPy'}" for k, v in flags.items())
+        raise TypeError(
+            f"{_WHERE}: mixed NumPy and torch inputs ({kinds}); pass a, b, C (and x0) "
+            "all as NumPy arrays or all as torch tensors"
+        )
+    return any(flags.values())
+
+
+def _torch_marginal(torch, w, name, k, C):
+    """A marginal as a float64 tensor on C's device (validated), plus its input dtype."""
+    if w is None:
+        return torch.full((k,), 1.0 / k, dtype=torch.float64, device=C.device), C.dtype
+    if not w.dtype.is_floating_point:
+        raise TypeError(f"{_WHERE}: {name} must be a floating tensor, got {w.dtype}")
+    if w.device != C.device:
+        raise ValueError(f"{_WHERE}: {name} is on {w.device} but C is on {C.device}; put them on one device")
+    if tuple(w.shape) != (k,):
+        raise ValueError(f"{_WHERE}: {name} must have shape ({k},), got {tuple(w.shape)}")
+    if not bool(torch.isfinite(w).all()):
+        raise ValueError(f"{_WHERE}: {name} contains NaN or inf")
+    if bool((w < 0).any()):
+        raise ValueError(f"{_WHERE}: {name} must be non-negative")
+    return w.to(torch.float64), w.dtype
+
+
+def _torch_labels(torch, source_classes, n, device):
+    """Class index (0..ncls-1, int64 tensor on ``device``) of every source point."""
+    if is_torch(source_classes):
+        labels = source_classes
+        if labels.dtype.is_complex:
+            raise TypeError(f"{_WHERE}: source_classes must be real or integer, got {labels.dtype}")
+        if labels.ndim != 1 or labels.shape[0] != n:
+            raise ValueError(
+                f"{_WHERE}: source_classes must be a 1-D array of length n = {n}, "
+                f"got shape {tuple(labels.shape)}"
+            )
+        if labels.dtype.is_floating_point and not bool(torch.isfinite(labels).all()):
+            raise ValueError(f"{_WHERE}: source_classes contains NaN or inf")
+        _, inverse = torch.unique(labels.to(device), sorted=True, return_inverse=True)
+        return inverse.to(torch.int64)
+    labels = np.asarray(source_classes)
+    if labels.ndim != 1 or labels.shape[0] != n:
+        raise ValueError(
+            f"{_WHERE}: source_classes must be a 1-D array of length n = {n}, got shape {labels.shape}"
+        )
+    if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+        raise ValueError(f"{_WHERE}: source_classes contains NaN or inf")
+    _, inverse = np.unique(labels, return_inverse=True)
+    # host labels go to the device once, before any iteration
+    return torch.as_tensor(inverse.reshape(-1).astype(np.int64), device=device)
+
+
+def _validate_torch(a, b, C, source_classes, lam, eps):
+    torch = torch_module()
+    if C.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{_WHERE}: C must be a float32 or float64 tensor, got {C.dtype}")
+    if C.ndim != 2 or C.shape[0] == 0 or C.shape[1] == 0:
+        raise ValueError(f"{_WHERE}: C must be a non-empty 2-D tensor, got shape {tuple(C.shape)}")
+    if not bool(torch.isfinite(C).all()):
+        raise ValueError(f"{_WHERE}: C contains NaN or inf")
+    n, m = C.shape
+    a, da = _torch_marginal(torch, a, "a", n, C)
+    b, db = _torch_marginal(torch, b, "b", m, C)
+    sa, sb = float(a.sum()), float(b.sum())
+    if sa <= 0 or sb <= 0:
+        raise ValueError(f"{_WHERE}: the marginals a and b must have positive mass")
+    # float32 marginals normalised by the user still differ in mass by ~1e-7
+    rtol = 1e-8 if da == db == torch.float64 else 1e-6
+    if abs(sa - sb) > rtol * max(sa, sb):
+        raise ValueError(
+            f"{_WHERE}: the marginals must have equal mass, got sum(a) = {sa:.12g} "
+            f"and sum(b) = {sb:.12g}"
+        )
+    inverse = _torch_labels(torch, source_classes, n, C.device)
+    lam = _check_lam_eps(lam, eps)
+    return a, b * (sa / sb), inverse, lam, sa
+
+
+def _class_ot_torch(a, b, C, source_classes, lam, eps, *, tol, max_iter, x0, step, check_every,
+                    callback, progress, warn):
+    """Douglas-Rachford on torch tensors (see :func:`class_ot`); same iteration,
+    step rule and certificate as the NumPy ``"douglas_rachford"`` path."""
+    torch = torch_module()
+    # a cost that requires grad would otherwise record every iteration's graph
+    with torch.no_grad():
+        return _class_ot_torch_impl(torch, a, b, C, source_classes, lam, eps, tol=tol, max_iter=max_iter,
+                                    x0=x0, step=step, check_every=check_every, callback=callback,
+                                    progress=progress, warn=warn)
+
+
+def _class_ot_torch_impl(torch, a, b, C, source_classes, lam, eps, *, tol, max_iter, x0, step, check_every,
+                         callback, progress, warn):
+    from tikhon.operators._kernels import class_ot_torch as KT
+
+    a64, b64, inverse, lam, mass = _validate_torch(a, b, C, source_classes, lam, eps)
+    n, m = C.shape
+    dtype, device = C.dtype, C.device
+    # sources sorted by class: every group P[I_c, j] is a contiguous row block
+    order = torch.sort(inverse, stable=True).indices
+    cls = inverse[order].contiguous()
+    ncls = int(cls[-1]) + 1
+    Cs = C[order].contiguous()
+    C64 = Cs.to(torch.float64)
+    # the certificate's per-target level search reads the cost target-major
+    Ct64 = C64.T.contiguous()
+    a64s = a64[order].contiguous()
+    a_s, b_w = a64s.to(dtype), b64.to(dtype)
+
+    if max_iter is None:
+        max_iter = 20000
+    if check_every is None:
+        check_every = 50
+    t = float(_choose_step(step, mass, n, m, float(C64.abs().mean()), lam))
+    if x0 is None:
+        Z = a_s[:, None] * b_w[None, :]
+    else:
+        if not x0.dtype.is_floating_point:
+            raise TypeError(f"{_WHERE}: x0 must be a floating tensor, got {x0.dtype}")
+        if tuple(x0.shape) != (n, m):
+            raise ValueError(f"{_WHERE}: x0 must have shape {(n, m)}, got {tuple(x0.shape)}")
+        if x0.device != device:
+            raise ValueError(f"{_WHERE}: x0 is on {x0.device} but C is on {device}")
+        if not bool(torch.isfinite(x0).all()):
+            raise ValueError(f"{_WHERE}: x0 contains NaN or inf")
+        Z = x0[order].to(dtype).contiguous()
+    tC = Cs * t
+    tlam = t * lam
+
+    def certify(s, X, f, g, *extra):
+        """Rounded plan (upper bound) and feasible potentials (lower bound), in
+        float64; one host read of all the scalars, ``extra`` ones included."""
+        P = KT.round_to_polytope(X.to(torch.float64), a64s, b64)
+        cost, reg = KT.plan_objective(P, C64, cls, ncls)
+        f64 = f.to(torch.float64)
+        g_feas = KT.feasible_g(Ct64, cls, f64, g.to(torch.float64), lam)
+        dual = (f64 * a64s).sum() + (g_feas * b64).sum()
+        cost, reg, dual, *extra = torch.stack([cost, reg, dual, *extra]).tolist()
+        primal = cost + lam * reg
+        denom = max(abs(primal), abs(dual))
+        gap = primal - dual
+        rel = gap / denom if denom > 0 else abs(gap)
+        best = s["best"]
+        if best is None or rel < best["rel"]:
+            s["best"] = {"P": P, "f": f64, "g": g_feas, "rel": rel, "primal": primal,
+                         "dual": dual, "cost": cost, "reg": reg}
+        return primal, dual, rel, extra
+
+    zero = torch.zeros((), dtype=dtype, device=device)
+    state = {"Z": Z, "X": Z, "u": torch.zeros(n, dtype=dtype, device=device),
+             "v": torch.zeros(m, dtype=dtype, device=device), "t": t, "res2": zero, "xn2": zero,
+             "best": None, "k": 0}
+    # before any step, certify the starting point itself
+    state["point"] = lambda: (state["Z"], state["u"] / t, state["v"] / t)
+
+    def step_fn(s):
+        s["k"] += 1
+        # the residual norms only on the iterations iterate() will monitor
+        norms = s["k"] % check_every == 0 or s["k"] == max_iter
+        X, u, v, res2, xn2 = KT.dr_step(s["Z"], tC, cls, ncls, tlam, a_s, b_w, norms)
+        s["X"], s["u"], s["v"] = X, u, v
+        if norms:
+            s["res2"], s["xn2"] = res2, xn2
+        s["point"] = lambda: (s["X"], s["u"] / t, s["v"] / t)
+        return s
+
+    def monitor(s):
+        primal, dual, rel, (res2, xn2) = certify(s, *s["point"](), s["res2"].to(torch.float64),
+                                                 s["xn2"].to(torch.float64))
+        rp = math.sqrt(res2) / max(math.sqrt(xn2), 1e-300)
+        return {"objective": primal, "dual_objective": dual, "rel_gap": rel, "residual": rp}
+
+    state, outcome = iterate(
+        state,
+        step_fn,
+        monitor,
+        criterion="rel_gap",
+        tol=tol,
+        max_iter=max_iter,
+        callback=callback,
+        progress=progress,
+        check_every=check_every,
+        name=_WHERE,
+        warn=False,
+    )
+    if warn and not outcome.converged and outcome.n_iter == max_iter and "max_iter" in outcome.message:
+        # warned here, not in iterate, so that the warning points at the caller of class_ot
+        warnings.warn(outcome.message, ConvergenceWarning, stacklevel=4)
+    best = state["best"]
+    if best is None:
+        certify(state, *state["point"]())
+        best = state["best"]
+    # back to the caller's source order, device and dtype
+    plan = torch.empty_like(best["P"]).index_copy_(0, order, best["P"]).to(dtype)
+    f = torch.empty_like(best["f"]).index_copy_(0, order, best["f"]).to(dtype)
+    return Result(
+        x=plan,
+        converged=outcome.converged,
+        n_iter=outcome.n_iter,
+        message=outcome.message,
+        history=outcome.history,
+        elapsed=outcome.elapsed,
+        steps={"step": t},
+        dual=(f, best["g"].to(dtype)),
+        info={
+            "objective": best["primal"],
+            "dual_objective": best["dual"],
+            "gap": best["primal"] - best["dual"],
+            "rel_gap": best["rel"],
+            "transport_cost": best["cost"],
+            "regularizer": best["reg"],
+            "method": "douglas_rachford",
+        },
+    )

@@ -118,3 +118,27 @@ def test_elastic_loss_terms():
     with_grad = elastic_loss(out, target, beta=2.0)
     # |grad target| is 1 on one row of 8 pixels out of 64
     assert float(with_grad) == pytest.approx(0.5 + 2.0 * 8 / 64, rel=1e-5)
+
+
+def test_tensor_input_stays_on_device_and_matches_numpy(no_host_transfers):
+    net = TVWeightNet.pretrained()
+    fbp, _ = make_training_set(1, size=64, angles=(30, 30), rng=5)
+    img = fbp[0, 0].astype(np.float64)
+    ref_image, ref_grad = net.predict(img)
+    ref_w = weights_from_network(net, img, p=0.5)
+    t = torch.from_numpy(img)
+    with no_host_transfers():
+        image, grad = net.predict(t)
+        w = weights_from_network(net, t, p=0.5)
+        w32 = weights_from_network(net, t.float(), p=0.5)
+    assert isinstance(image, torch.Tensor) and image.dtype == torch.float64
+    assert w32.dtype == torch.float32
+    # the network runs in float32 either way; the scale (a percentile) must agree exactly
+    np.testing.assert_allclose(image.numpy(), ref_image, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(grad.numpy(), ref_grad, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(w.numpy(), ref_w, rtol=1e-5)
+    assert TVWeightNet._scale(t) == pytest.approx(TVWeightNet._scale(img), rel=1e-12)
+    with pytest.raises(TypeError, match="fbp_image"):
+        net.predict(t.to(torch.int32))
+    with pytest.raises(ValueError, match="finite"):
+        net.predict(torch.full((8, 8), float("nan")))
