@@ -346,16 +346,30 @@ class _Relaxation:
     ``f <- (1 - w) f + w T(f)`` with ``w = 2 / (1 + sqrt(1 - eta))`` (Thibault
     et al. 2021; Lehmann et al. 2021) bring the rate to about ``w - 1``. Each
     stage starts plain, estimates ``eta`` from the error decay, then relaxes;
-    every ``_CHECK``-th iteration takes a plain column step so that the
+    every ``check``-th iteration takes a plain column step so that the
     measured violation is that of an actual plan, and an error that grows
     halves ``w - 1`` (the safeguard that keeps the iteration convergent).
+
+    The controller is host-side scalar logic fed only with the violations
+    measured at the iterations where :meth:`measuring` is true: every
+    ``spacing``-th iteration while plain (1 for the NumPy kernels, which get
+    the violation for free; ``check_every`` on torch, where each measurement
+    is a device synchronisation) and every ``check``-th while relaxed.
     """
 
     _CHECK = 10
     _PLAIN = 20  # plain iterations per stage before estimating eta
+    _WINDOW = 10  # iterations over which the plain rate is measured
 
-    def __init__(self, enabled):
+    def __init__(self, enabled, check=None, spacing=1):
         self.enabled = enabled
+        self.check = self._CHECK if check is None else int(check)
+        self.spacing = int(spacing)
+        # the plain rate is taken over >= _WINDOW iterations, once >= _PLAIN
+        # iterations have been measured: at spacing 1 the 11th-last and last
+        # of 20 errors, at spacing 10 the errors of iterations 10 and 20
+        self.lag = max(1, -(-self._WINDOW // self.spacing))
+        self.n_plain = max(self.lag + 1, -(-self._PLAIN // self.spacing))
         self.reset()
 
     def reset(self):
@@ -371,15 +385,18 @@ class _Relaxation:
         return 1.0 if self.measuring() else self.omega
 
     def measuring(self):
-        return self.omega == 1.0 or self.it % self._CHECK == 0
+        if self.omega == 1.0:
+            return self.it % self.spacing == 0
+        return self.it % self.check == 0
 
     def update(self, err):
         if not self.enabled:
             return
         self.errs.append(err)
         if self.omega == 1.0:
-            if len(self.errs) >= self._PLAIN and self.errs[-1] > 0 and self.errs[-11] > 0:
-                self._set_omega((self.errs[-1] / self.errs[-11]) ** 0.1)
+            k = self.lag
+            if len(self.errs) >= self.n_plain and self.errs[-1] > 0 and self.errs[-1 - k] > 0:
+                self._set_omega((self.errs[-1] / self.errs[-1 - k]) ** (1.0 / (k * self.spacing)))
                 self.errs = [err]
             return
         if err > 2.0 * self.best:
@@ -391,9 +408,9 @@ class _Relaxation:
             return
         self.best = min(self.best, err)
         if len(self.errs) >= 6 and self.errs[-6] > 0 and self.errs[-1] > 0:
-            # errors measured every _CHECK iterations: observed rate rho under w;
+            # errors measured every `check` iterations: observed rate rho under w;
             # Young's relation (rho + w - 1)^2 = rho w^2 eta gives back eta
-            rho = (self.errs[-1] / self.errs[-6]) ** (1.0 / (5 * self._CHECK))
+            rho = (self.errs[-1] / self.errs[-6]) ** (1.0 / (5 * self.check))
             w = self.omega
             if 0.0 < rho < 1.0 and rho > w - 1.0:
                 self._set_omega(max(self.eta, (rho + w - 1.0) ** 2 / (rho * w * w)))
@@ -599,7 +616,15 @@ def _embed(P, f, g, ia, ib, shape):
 # torch path
 
 
-def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every):
+def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every, relax):
+    """Log-domain Sinkhorn on torch tensors, over-relaxed like the NumPy ``log`` method.
+
+    Everything stays on the tensors' device; the only device-to-host traffic
+    is the scalar marginal violation, read every ``check_every`` iterations
+    (the relaxation controller runs on the host from those values). No
+    in-place operation touches the potentials, so autograd flows through the
+    iterations.
+    """
     torch = torch_module()
     loga, logb = torch.log(a), torch.log(b)
     f = torch.zeros_like(a) if f0 is None else f0
@@ -610,6 +635,11 @@ def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every):
     cur_eps = schedule[0]
     stage = 0
     state = SimpleNamespace(iteration=0, eps=cur_eps, marginal_error=err, f=f, g=g)
+    # a measurement needs a plain column step (the violation of an actual
+    # plan), so while relaxed measure at a multiple of check_every that is
+    # >= _CHECK: at check_every = 1 every column step would otherwise be plain
+    relaxed_check = check_every * max(1, -(-_Relaxation._CHECK // check_every))
+    rx = _Relaxation(relax, check=relaxed_check, spacing=check_every)
 
     def state_fn():
         state.iteration, state.eps, state.marginal_error, state.f, state.g = (
@@ -620,16 +650,24 @@ def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every):
     for stage, cur_eps in enumerate(schedule):
         last = stage == len(schedule) - 1
         target = tol if last else max(tol, _STAGE_TOL)
+        rx.reset()
+        # C / eps once per stage: each half step then needs one n x m
+        # temporary (g / eps - C / eps) before the log-sum-exp instead of two
+        Ce = C / cur_eps
         if f0 is None and stage == 0:
-            f = cur_eps * loga - torch.logsumexp((g[None, :] - C) / cur_eps, dim=1) * cur_eps
-        it = 0
+            f = cur_eps * (loga - torch.logsumexp(g[None, :] / cur_eps - Ce, dim=1))
         while budget_left:
-            g = cur_eps * logb - cur_eps * torch.logsumexp((f[:, None] - C) / cur_eps, dim=0)
-            lse = cur_eps * torch.logsumexp((g[None, :] - C) / cur_eps, dim=1)
-            it += 1
-            if it % check_every == 0:
-                # row sums of the column-exact plan (f, g), before f moves
-                err = float((torch.exp((f + lse) / cur_eps) - a).abs().sum().detach())
+            wc = rx.column_omega()
+            g_new = cur_eps * (logb - torch.logsumexp(f[:, None] / cur_eps - Ce, dim=0))
+            g = g_new if wc == 1.0 else (1.0 - wc) * g + wc * g_new
+            lse = torch.logsumexp(g[None, :] / cur_eps - Ce, dim=1)
+            # the row step uses the omega in force before this measurement, as
+            # the NumPy kernels do (they measure and update in one pass)
+            wr = rx.omega
+            if rx.measuring():
+                # row sums of the plan (f, g), column-exact (plain column
+                # step on measuring iterations), before f moves
+                err = float((torch.exp(f / cur_eps + lse) - a).abs().sum().detach())
                 driver.record(err, cur_eps)
                 if not math.isfinite(err):
                     nonfinite = "marginal error"
@@ -637,10 +675,14 @@ def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every):
                 if err <= target:
                     converged = last
                     break
-            f = cur_eps * loga - lse
+                rx.update(err)
+            f_new = cur_eps * (loga - lse)
+            f = f_new if wr == 1.0 else (1.0 - wr) * f + wr * f_new
             budget_left = driver.tick(state_fn)
         if nonfinite or not budget_left:
             break
+    if not nonfinite and not bool(torch.isfinite(f).all() & torch.isfinite(g).all()):
+        nonfinite = "potentials"
     return f, g, converged, nonfinite, cur_eps, stage
 
 
@@ -728,8 +770,9 @@ def sinkhorn(
         solver goes on in float64 from the potentials it reached.
         ``info["kernel_dtype"]`` says what was used.
     relax : bool
-        NumPy inputs only: over-relax the steps with a factor estimated from
-        the observed convergence rate (see Notes); False gives plain Sinkhorn.
+        Over-relax the steps with a factor estimated from the observed
+        convergence rate (see Notes), on NumPy and torch inputs alike; False
+        gives plain Sinkhorn.
     callback : callable, optional
         ``callback(state) -> bool`` after every iteration; ``state`` has
         ``iteration``, ``eps`` (of the current stage), ``marginal_error``
@@ -739,7 +782,9 @@ def sinkhorn(
         Show a tqdm progress bar.
     check_every : int, optional
         Torch only: measure the violation every this many iterations (each
-        check synchronises with the device; default 10). The NumPy kernels
+        check synchronises with the device; default 10). While over-relaxed
+        (``relax=True``), every smallest multiple of it that is >= 10, since
+        each measurement takes a plain column step. The NumPy kernels
         measure it every iteration at no cost.
 
     Returns
@@ -766,9 +811,13 @@ def sinkhorn(
     Plain Sinkhorn needs ~1e5 iterations at eps = 1e-4 on a unit cost. With
     ``relax=True`` each stage runs 20 plain iterations, estimates the linear
     rate ``eta`` of the violation, then over-relaxes with
-    ``w = 2 / (1 + sqrt(1 - eta))`` (capped at 1.9; halved towards 1 when
-    the violation grows); every tenth column step stays plain so that the
-    measured violation is that of an actual plan.
+    ``w = 2 / (1 + sqrt(1 - eta))`` (capped at 1.95; halved towards 1 when
+    the violation grows); every tenth column step (on torch, every smallest
+    multiple of ``check_every`` that is >= 10) stays plain so that the
+    measured violation is that of an actual plan. On torch the relaxed updates are
+    ``f <- (1 - w) f + w f_sinkhorn`` (likewise ``g``) on the device; the
+    factor is chosen on the host from the violations read at the checks,
+    which are the only device-to-host transfers of the iterations.
 
     Cost of the "scaling" method: one read of the kernel per iteration (the
     row step and the column sums for the next column step are fused, row by
@@ -806,7 +855,7 @@ def sinkhorn(
         driver = _Driver(max_iter, callback, progress, _NAME)
         try:
             f, g, conv, nonfinite, cur_eps, stage = _sinkhorn_torch(
-                a, b, C, eps, schedule, f0, g0, tol, driver, int(check_every))
+                a, b, C, eps, schedule, f0, g0, tol, driver, int(check_every), bool(relax))
         finally:
             history, elapsed = driver.close()
         P = torch.exp((f[:, None] + g[None, :] - C) / cur_eps)

@@ -51,7 +51,7 @@ def test_float64_matches_numpy_and_an_independent_kkt_check():
     ref = inverse_ot(X, Y, P_hat, EPS, lam, tol=1e-7)
     res = inverse_ot(_t(X), _t(Y), _t(P_hat), EPS, lam, tol=1e-7)
     assert ref.converged and res.converged
-    # the inner Sinkhorn solves differ (relaxed scaling vs log-domain), both to
+    # the inner Sinkhorn solves differ (numba scaling kernels vs torch log-domain), both to
     # a marginal violation of 1e-10: the iterates agree far below the tolerance
     assert abs(res.n_iter - ref.n_iter) <= 1
     np.testing.assert_allclose(_np(res.x), ref.x, atol=1e-8)
