@@ -16,6 +16,7 @@ import numbers
 import numpy as np
 
 from ._backend import check_real_floating, is_torch, torch_module, vdot
+from ._backend import norm as _backend_norm
 
 __all__ = [
     "LinearOperator",
@@ -162,7 +163,7 @@ class LinearOperator:
         )
 
     # -- norm -----------------------------------------------------------------
-    def norm(self, max_iter=300, tol=1e-8, seed=0):
+    def norm(self, max_iter=300, tol=1e-8, seed=0, like=None):
         """Operator 2-norm (largest singular value) by seeded power iteration.
 
         The result is cached per ``(max_iter, tol, seed)``. Power iteration
@@ -177,6 +178,11 @@ class LinearOperator:
             Relative change of the eigenvalue estimate that stops the iteration.
         seed : int
             Seed of the random starting vector.
+        like : torch.Tensor, optional
+            Run the iteration on this tensor's device (in float64, float32 on
+            devices without it) instead of on NumPy arrays: solvers pass their
+            data so that an operator defined only for, say, CUDA tensors works,
+            and no data leaves the device. The starting vector is the same.
 
         Returns
         -------
@@ -184,19 +190,23 @@ class LinearOperator:
         """
         key = (int(max_iter), float(tol), int(seed))
         if key not in self._norm_cache:
-            self._norm_cache[key] = self._power_iteration(*key)
+            self._norm_cache[key] = self._power_iteration(*key, like=like)
         return self._norm_cache[key]
 
-    def _power_iteration(self, max_iter, tol, seed):
+    def _power_iteration(self, max_iter, tol, seed, like=None):
         if math.prod(self.in_shape) == 0 or math.prod(self.out_shape) == 0:
             return 0.0
         rng = np.random.default_rng(seed)
         x = rng.standard_normal(self.in_shape)
         x /= np.linalg.norm(x)
+        if like is not None and is_torch(like):
+            torch = torch_module()
+            dtype = torch.float32 if like.device.type == "mps" else torch.float64
+            x = torch.as_tensor(x, dtype=dtype, device=like.device)
         lam = 0.0
         for _ in range(max_iter):
             y = self._adjoint(self._forward(x))
-            lam_new = float(np.linalg.norm(y))
+            lam_new = _backend_norm(y)
             if lam_new == 0.0:
                 return 0.0
             x = y / lam_new

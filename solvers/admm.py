@@ -124,7 +124,7 @@ def admm_init(f, g, A=None, x0=None, z0=None, u0=None, rho=1.0, step=None):
     if A is not None:
         mu = _check_positive(step, "step", where)
         if mu is None:
-            L = float(A.norm())
+            L = float(A.norm(like=x))
             if not (L > 0 and math.isfinite(L)):
                 raise ValueError(f"{where}: ||A|| = {L}; A must be non-zero")
             # 0.99 leaves room for the power-iteration estimate of ||A||, which is from below

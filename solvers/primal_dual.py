@@ -193,7 +193,7 @@ def chambolle_pock_init(K, f, g, x0=None, y0=None, tau=None, sigma=None, theta=1
         sigma = _as_step(S * c, y0, K.out_shape, "sigma", where)
     else:
         if tau is None or sigma is None:
-            L = float(K.norm())
+            L = float(K.norm(like=x0))
             if not (L > 0 and math.isfinite(L)):
                 raise ValueError(f"{where}: ||K|| = {L} (K must be non-zero); pass tau and sigma")
             if tau is None and sigma is None:

@@ -292,7 +292,7 @@ def tv_reconstruction(
         raise TypeError(f"{where}: callback must be callable")
 
     G = _gradient_operator(shape)
-    norm_A = A.norm() * _NORM_MARGIN
+    norm_A = A.norm(like=y) * _NORM_MARGIN
     if norm_A == 0:
         raise ValueError(f"{where}: A is the zero operator")
     norm_G = 2.0 * math.sqrt(len(shape))

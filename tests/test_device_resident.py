@@ -25,6 +25,7 @@ from tikhon.operators import (  # noqa: E402
     TubalProduct,
 )
 from tikhon.operators import prox as P  # noqa: E402
+from tikhon.operators.base import LinearOperator  # noqa: E402
 from tikhon.solvers import admm, chambolle_pock, fista, iht, ista  # noqa: E402
 from tikhon.solvers.transport import sinkhorn, sinkhorn_divergence, sinkhorn_unbalanced  # noqa: E402
 
@@ -188,3 +189,41 @@ def test_sinkhorn_stays_on_device(kind, no_host_transfers):
         out = run(torch.from_numpy)
     assert isinstance(out, torch.Tensor)
     np.testing.assert_allclose(out.numpy(), ref, rtol=1e-7, atol=1e-12)
+
+
+class _TorchOnly(LinearOperator):
+    """A matrix operator defined only for tensors, like a wrapped GPU library."""
+
+    def __init__(self, M):
+        super().__init__((M.shape[1],), (M.shape[0],))
+        self.M = torch.from_numpy(M)
+
+    def _forward(self, x):
+        if not isinstance(x, torch.Tensor):
+            raise TypeError("tensors only")
+        return self.M.to(x) @ x
+
+    def _adjoint(self, y):
+        if not isinstance(y, torch.Tensor):
+            raise TypeError("tensors only")
+        return self.M.to(y).T @ y
+
+
+def test_operator_norm_runs_on_the_data_device(no_host_transfers):
+    M = _rng.standard_normal((15, 10))
+    A = _TorchOnly(M)
+    x = torch.zeros(10, dtype=torch.float64)
+    with no_host_transfers():
+        L = A.norm(like=x)
+    assert L == pytest.approx(np.linalg.norm(M, 2), rel=1e-6)
+    # the solvers pass their data, so a tensor-only operator works end to end
+    b = torch.from_numpy(_rng.standard_normal(15))
+    A2 = _TorchOnly(M)
+    with no_host_transfers():
+        res = fista(P.SquaredL2(b=b, op=A2), 0.1 * P.L1(), x, max_iter=2000, tol=1e-10)
+        res_cp = chambolle_pock(_TorchOnly(M), P.SquaredL2(b=b), 0.1 * P.L1(), x0=x, max_iter=5000, tol=1e-10)
+        res_admm = admm(0.1 * P.L1(), P.SquaredL2(b=b), _TorchOnly(M), x0=x, max_iter=5000, tol=1e-10)
+    ref = fista(P.SquaredL2(b=b.numpy(), op=MatrixOperator(M)), 0.1 * P.L1(), np.zeros(10),
+                max_iter=2000, tol=1e-10)
+    for r in (res, res_cp, res_admm):
+        np.testing.assert_allclose(r.x.numpy(), ref.x, atol=1e-6)

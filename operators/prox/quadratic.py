@@ -80,7 +80,9 @@ class SquaredL2(Functional):
     def lipschitz(self):
         """``||A||^2`` (1 without an operator)."""
         if self._lip is None:
-            self._lip = float(self.op.norm()) ** 2
+            # on the data's device when b is a tensor (the operator may be torch-only)
+            like = self.b if is_torch(self.b) else None
+            self._lip = float(self.op.norm(like=like)) ** 2
         return self._lip
 
     def _residual(self, x):
