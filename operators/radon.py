@@ -19,7 +19,7 @@ import sys
 
 import numpy as np
 
-from tikhon.operators._backend import as_finite_real, is_torch
+from tikhon.operators._backend import as_finite_real, is_torch, torch_module
 from tikhon.operators.base import LinearOperator
 
 __all__ = ["Radon", "FBP_FILTERS"]
@@ -133,6 +133,11 @@ class Radon(LinearOperator):
     >>> x = np.zeros((64, 64)); x[20:40, 25:35] = 1.0
     >>> rec = A.fbp(A(x))
     """
+
+    # torch CPU tensors go through the numba kernels (zero-copy views, 10-40x
+    # faster than torch ops on CPU); tests switch this off to exercise the
+    # device-agnostic path that CUDA tensors take
+    _numba_on_torch_cpu = True
 
     def __init__(self, image_shape, angles, n_det=None, det_spacing=1.0, dtype=np.float64,
                  *, center=None, det_center=None):
@@ -266,6 +271,8 @@ class Radon(LinearOperator):
 
     def _forward(self, x):
         if is_torch(x):
+            if x.device.type == "cpu" and self._numba_on_torch_cpu:
+                return torch_module().from_numpy(self._forward(x.detach().contiguous().numpy()))
             from tikhon.operators import _radon_torch
 
             return _radon_torch.forward(self, x)
@@ -299,6 +306,8 @@ class Radon(LinearOperator):
 
     def _adjoint(self, y):
         if is_torch(y):
+            if y.device.type == "cpu" and self._numba_on_torch_cpu:
+                return torch_module().from_numpy(self._adjoint(y.detach().contiguous().numpy()))
             from tikhon.operators import _radon_torch
 
             return _radon_torch.adjoint(self, y)

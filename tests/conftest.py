@@ -34,14 +34,15 @@ def no_host_transfers(monkeypatch):
     """Context manager: inside it, moving a tensor's data to host memory raises.
 
     CPU tensors stand in for CUDA ones: ``Tensor.numpy``, ``Tensor.cpu``,
-    ``Tensor.tolist`` and ``Tensor.__array__`` raise, and ``Gradient`` takes
-    its device-agnostic torch path instead of the numba kernels on zero-copy
-    views. Two things stay allowed: a Python float of a scalar (a monitored
+    ``Tensor.tolist`` and ``Tensor.__array__`` raise, and ``Gradient`` and
+    ``Radon`` take their device-agnostic torch paths instead of the numba
+    kernels on zero-copy views. Two things stay allowed: a Python float of a scalar (a monitored
     residual: a sync, not a copy of the data), and uploading an operator's
     own NumPy data to the device (done once, then cached per device).
     """
     torch = pytest.importorskip("torch")
     from tikhon.operators.gradient import Gradient
+    from tikhon.operators.radon import Radon
 
     def refuse(*args, **kwargs):
         raise AssertionError("host transfer inside a device-resident solve")
@@ -50,6 +51,7 @@ def no_host_transfers(monkeypatch):
     def guard():
         with monkeypatch.context() as m:
             m.setattr(Gradient, "_numba_on_torch_cpu", False)
+            m.setattr(Radon, "_numba_on_torch_cpu", False)
             for name in ("numpy", "cpu", "tolist", "__array__"):
                 m.setattr(torch.Tensor, name, refuse)
             yield

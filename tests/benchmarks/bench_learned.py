@@ -9,13 +9,14 @@ in float32 (the shipped weights) and float64 (the same weights cast).
 FBP) or a torch CPU tensor (all torch).
 ``TrainingStepSuite``: one Adam step of the elastic loss (forward, backward,
 optimizer step) on a batch of 4 patches.
-``RadonTorchSuite``: the Radon transform on torch CPU tensors (the pure-torch
-path of :mod:`tikhon.operators._radon_torch`, the one CUDA tensors take),
-forward, matched adjoint and one autograd forward + backward, 180 angles.
+``RadonTorchSuite``: the Radon transform on torch CPU tensors (through the
+numba kernels, and through :mod:`tikhon.operators._radon_torch`, the path CUDA
+tensors take): forward, matched adjoint and one autograd forward + backward,
+180 angles.
 
 Run with ``asv run --python=same --quick --bench bench_learned``; set
-``ASV_SKIP_SLOW=1`` to skip the float64 256^2 cases (the slowest: float64
-convolutions and the float64 torch Radon). Torch is imported in ``setup``
+``ASV_SKIP_SLOW=1`` to skip the float64 256^2 cases and the 256^2 torch-ops
+Radon (the slowest: float64 convolutions and the torch Radon on CPU). Torch is imported in ``setup``
 (without torch the suites are skipped), torch uses one thread, and the
 first calls (oneDNN kernel selection, numba compilation or cache load, the
 Radon tables for the tensor's device and dtype) happen in ``setup``.
@@ -177,19 +178,24 @@ class TrainingStepSuite:
 
 
 class RadonTorchSuite:
-    """Radon transform on torch CPU tensors, 180 angles, default detector."""
+    """Radon transform on torch CPU tensors, 180 angles, default detector.
 
-    params = ([128, 256], ["float32", "float64"])
-    param_names = ["n", "dtype"]
+    ``route``: "numba" is what torch CPU tensors get (the numba kernels on
+    zero-copy views); "torch-ops" is the device-agnostic path CUDA tensors take.
+    """
+
+    params = ([128, 256], ["float32", "float64"], ["numba", "torch-ops"])
+    param_names = ["n", "dtype", "route"]
     timeout = 120
 
-    def setup(self, n, dtype):
-        _skip_slow(n >= 256 and dtype == "float64")
+    def setup(self, n, dtype, route):
+        _skip_slow(n >= 256 and (dtype == "float64" or route == "torch-ops"))
         torch = _torch()
         from tikhon.operators import Radon
 
         self.torch = torch
         self.A = Radon((n, n), _ANGLES_FULL)
+        self.A._numba_on_torch_cpu = route == "numba"
         gen = torch.Generator().manual_seed(0)
         tdtype = getattr(torch, dtype)
         self.x = torch.rand((n, n), generator=gen, dtype=tdtype)
@@ -205,19 +211,19 @@ class RadonTorchSuite:
         (0.5 * (r * r).sum()).backward()
         self.xg.grad = None
 
-    def time_forward(self, n, dtype):
+    def time_forward(self, n, dtype, route):
         self.A(self.x)
 
-    def time_adjoint(self, n, dtype):
+    def time_adjoint(self, n, dtype, route):
         self.A.T(self.y)
 
-    def time_autograd_forward_backward(self, n, dtype):
+    def time_autograd_forward_backward(self, n, dtype, route):
         self._autograd()
 
-    def peakmem_forward(self, n, dtype):
+    def peakmem_forward(self, n, dtype, route):
         self.A(self.x)
 
-    def peakmem_adjoint(self, n, dtype):
+    def peakmem_adjoint(self, n, dtype, route):
         self.A.T(self.y)
 
 

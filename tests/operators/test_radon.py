@@ -39,12 +39,21 @@ def phantom256():
 
 
 # -- adjointness ---------------------------------------------------------------
+@pytest.fixture(params=["numba", "torch-ops"])
+def torch_route(request, monkeypatch):
+    """Torch CPU tensors through the numba kernels, or through the torch ops CUDA uses."""
+    monkeypatch.setattr(Radon, "_numba_on_torch_cpu", request.param == "numba")
+    return request.param
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", ["numpy", "torch", "torch-ops"])
 @pytest.mark.parametrize("det_spacing", [1.0, 0.6, 1.7])
-def test_dot_test(dtype, backend, det_spacing):
-    if backend == "torch":
+def test_dot_test(dtype, backend, det_spacing, monkeypatch):
+    if backend != "numpy":
         _torch()
+        monkeypatch.setattr(Radon, "_numba_on_torch_cpu", backend == "torch")
+        backend = "torch"
     # non-square, angles over the full circle and off the grid, odd spacing
     A = Radon((36, 29), _angles(23, 2 * np.pi) + 0.05, det_spacing=det_spacing)
     for seed in range(3):
@@ -289,7 +298,7 @@ def test_fbp_full_circle_and_dtype():
 
 # -- torch ---------------------------------------------------------------------
 @pytest.mark.parametrize("det_spacing", [1.0, 0.7])
-def test_torch_matches_numpy(det_spacing):
+def test_torch_matches_numpy(det_spacing, torch_route):
     torch = _torch()
     A = Radon((33, 40), _angles(17, 2 * np.pi) + 0.2, det_spacing=det_spacing)
     rng = np.random.default_rng(0)
@@ -306,7 +315,7 @@ def test_torch_matches_numpy(det_spacing):
     np.testing.assert_allclose(A(x32).numpy(), A(x), rtol=1e-3, atol=1e-4 * np.abs(A(x)).max())
 
 
-def test_torch_gradcheck():
+def test_torch_gradcheck(torch_route):
     torch = _torch()
     A = Radon((6, 7), np.array([0.0, 0.4, 1.3, 2.0, 2.9]))
     x = torch.randn(6, 7, dtype=torch.float64, requires_grad=True, generator=torch.Generator().manual_seed(0))
