@@ -274,7 +274,7 @@ def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta
     net : TVWeightNet
     fbp_image : numpy.ndarray or torch.Tensor
         The FBP reconstruction fed to the network (a tensor stays in device
-        memory throughout).
+        memory; it moves to the network's device if that differs).
     eta, p, eta_fraction
         As in :func:`tikhon.solvers.space_variant_weights`.
     source : {"gradient", "image"}

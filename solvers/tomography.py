@@ -22,6 +22,7 @@ in few-view tomographic imaging").
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -68,8 +69,9 @@ def _check_image_array(arr, shape, name, where, like, nonneg=False):
     if nonneg and bool((arr < 0).any()):
         raise ValueError(f"{where}: {name} must be nonnegative")
     out = as_like(arr, like)
-    # as_like may return the caller's own array: the loop must never write into it
-    return out.clone() if is_torch(out) else out.copy()
+    # as_like may return the caller's own array: the loop must never write into
+    # it; and no autograd graph may grow through thousands of iterations
+    return out.detach().clone() if is_torch(out) else out.copy()
 
 
 def _full(shape, value, like):
@@ -206,7 +208,8 @@ def tv_reconstruction(
         ``sigma / tau = r^2``. ``None`` (default) uses the tuned ``r = 3``;
         ``"adaptive"`` starts there and balances the relative primal and dual
         residuals (Goldstein et al.) with a geometrically decaying adaptation
-        (measured slower than the fixed default on CT problems).
+        (measured slower than the fixed default on CT problems; while it
+        adapts, the residuals are read every iteration, a device sync on a GPU).
     precondition : bool
         Use Pock-Chambolle diagonal preconditioning (needs ``A.abs()``); the
         step ratio then multiplies the diagonal steps.
@@ -356,7 +359,7 @@ def tv_reconstruction(
         s.k += 1
         # the residuals cost about a third of an iteration in memory traffic and,
         # on a GPU, a device sync: compute them only where they are read
-        if adaptive or s.k % check_every == 0 or s.k == max_iter:
+        if (adaptive and s.alpha > 1e-3) or s.k % check_every == 0 or s.k == max_iter:
             # Goldstein et al., reusing the maps already computed
             P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
             Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
@@ -402,18 +405,20 @@ def tv_reconstruction(
             "step_ratio": ratio_now[0],
         }
 
-    s, outcome = iterate(
-        s,
-        step,
-        monitor,
-        criterion="residual",
-        tol=tol,
-        max_iter=max_iter,
-        callback=callback,
-        progress=progress,
-        check_every=check_every,
-        name="tv_reconstruction",
-    )
+    # an operator holding trainable tensors must not record a graph either
+    with torch_module().no_grad() if is_torch(y) else contextlib.nullcontext():
+        s, outcome = iterate(
+            s,
+            step,
+            monitor,
+            criterion="residual",
+            tol=tol,
+            max_iter=max_iter,
+            callback=callback,
+            progress=progress,
+            check_every=check_every,
+            name="tv_reconstruction",
+        )
     tau_out = s.tau if isinstance(s.tau, float) else float(s.tau.max())
     sigma_out = s.sigma_p if isinstance(s.sigma_p, float) else float(s.sigma_p.max())
     return Result(

@@ -120,6 +120,15 @@ def _run_methods(names, A, sinogram, args, ref=None):
     from tqdm import tqdm
 
     rows, images, notes = [], {}, []
+    device = getattr(args, "device", None)
+    if device is not None:
+        # once, before any method is timed: the device's context start-up must
+        # not be charged to the first method, and a bad --device is one error
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            raise CLIError(f"--device needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
+        _to_device(sinogram, device)
     bar = tqdm(names, desc="methods", unit="method", file=sys.stderr,
                disable=getattr(args, "quiet", False) or None)
     for name in bar:

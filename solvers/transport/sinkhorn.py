@@ -681,6 +681,12 @@ def _sinkhorn_torch(a, b, C, eps, schedule, f0, g0, tol, driver, check_every, re
             budget_left = driver.tick(state_fn)
         if nonfinite or not budget_left:
             break
+    if not converged and not nonfinite and rx.omega != 1.0:
+        # stopped (max_iter, callback) after an over-relaxed step: one plain
+        # step, so that the returned plan is that of Sinkhorn potentials and
+        # its reported marginal error is not inflated by the extrapolation
+        g = cur_eps * (logb - torch.logsumexp(f[:, None] / cur_eps - Ce, dim=0))
+        f = cur_eps * (loga - torch.logsumexp(g[None, :] / cur_eps - Ce, dim=1))
     if not nonfinite and not bool(torch.isfinite(f).all() & torch.isfinite(g).all()):
         nonfinite = "potentials"
     return f, g, converged, nonfinite, cur_eps, stage

@@ -92,12 +92,15 @@ def test_float32_tensor_stays_float32_and_matches_numpy(problem, no_host_transfe
 def test_inputs_are_not_modified_and_graph_is_detached(problem):
     A, x_true, y, w = problem
     y_t = torch.from_numpy(y.copy()).requires_grad_(True)
-    x0 = torch.from_numpy(-x_true)  # clamped to >= 0 inside, on a copy
-    before = x0.clone()
+    x0 = torch.from_numpy(-x_true).requires_grad_(True)  # clamped to >= 0 inside, on a copy
+    w_t = torch.from_numpy(w).requires_grad_(True)
+    before = x0.detach().clone()
     with _no_warning_check():
-        res = tv_reconstruction(A, y_t, 0.05, x0=x0, max_iter=20, tol=0.0)
-    assert torch.equal(x0, before)
-    assert not res.x.requires_grad
+        res = tv_reconstruction(A, y_t, 0.05, x0=x0, weights=w_t, max_iter=20, tol=0.0)
+    assert torch.equal(x0.detach(), before)
+    # no graph grows through the iterations from any input
+    assert not res.x.requires_grad and res.x.grad_fn is None
+    assert not any(d.requires_grad for d in res.dual)
 
 
 def test_space_variant_weights_torch_matches_numpy(problem, no_host_transfers):
