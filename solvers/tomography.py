@@ -227,7 +227,10 @@ def tv_reconstruction(
         ``x`` (the image), ``dual = (p, q)``, ``history`` with ``objective``,
         ``residual`` (the stopping criterion), ``primal_residual``,
         ``dual_residual`` and ``step_ratio``; ``steps`` holds the final
-        ``tau``, ``sigma`` and ``nu``.
+        ``tau``, ``sigma`` and ``nu``; ``info["residual"]`` is the criterion
+        at the last check (residuals are computed only at checks, so after a
+        callback stop between checks it is that of an earlier iterate, and
+        ``inf`` before the first check).
 
     Notes
     -----

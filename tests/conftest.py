@@ -57,3 +57,32 @@ def no_host_transfers(monkeypatch):
             yield
 
     return guard
+
+
+@pytest.fixture
+def count_syncs(monkeypatch):
+    """Context manager counting tensor-to-Python conversions (host syncs on a GPU).
+
+    ``float``, ``bool``, ``int``, ``item`` and ``tolist`` of a tensor wait for
+    the device; yields a dict whose ``"n"`` is the count inside the block.
+    """
+    torch = pytest.importorskip("torch")
+    names = ("__float__", "__bool__", "__int__", "__index__", "item", "tolist")
+
+    @contextlib.contextmanager
+    def guard():
+        counter = {"n": 0}
+
+        def counted(method):
+            def wrapper(self, *args, **kwargs):
+                counter["n"] += 1
+                return method(self, *args, **kwargs)
+
+            return wrapper
+
+        with monkeypatch.context() as m:
+            for name in names:
+                m.setattr(torch.Tensor, name, counted(getattr(torch.Tensor, name)))
+            yield counter
+
+    return guard

@@ -227,3 +227,53 @@ def test_operator_norm_runs_on_the_data_device(no_host_transfers):
                 max_iter=2000, tol=1e-10)
     for r in (res, res_cp, res_admm):
         np.testing.assert_allclose(r.x.numpy(), ref.x, atol=1e-6)
+
+
+def _sync_runs():
+    from tikhon.solvers import tv_reconstruction
+    from tikhon.solvers.transport import class_ot
+
+    rng = np.random.default_rng(5)
+    b = torch.from_numpy(_b)
+    img = torch.from_numpy(_IMG)
+    G = Gradient((16, 16))
+    A = OPS["Radon"]
+    y = A(img)
+    X, Y = torch.from_numpy(rng.standard_normal((12, 2))), torch.from_numpy(rng.standard_normal((10, 2)))
+    C = torch.cdist(X, Y) ** 2
+    a, bb = torch.full((12,), 1 / 12, dtype=torch.float64), torch.full((10,), 0.1, dtype=torch.float64)
+
+    def lasso():
+        return P.SquaredL2(b=b, op=MatrixOperator(_M)), 0.1 * P.L1()
+
+    def z(shape):
+        return torch.zeros(shape, dtype=torch.float64)
+
+    return {
+        "ista": lambda k: ista(*lasso(), z(30), max_iter=k, tol=0.0, check_every=k),
+        "fista": lambda k: fista(*lasso(), z(30), max_iter=k, tol=0.0, check_every=k),
+        "iht": lambda k: iht(lasso()[0], z(30), 5, max_iter=k, tol=0.0, check_every=k),
+        "chambolle_pock": lambda k: chambolle_pock(G, 0.1 * P.L21(), P.SquaredL2(b=img), x0=z((16, 16)),
+                                                   max_iter=k, tol=0.0, check_every=k),
+        "admm": lambda k: admm(P.SquaredL2(b=img), 0.1 * P.L21(), G, x0=z((16, 16)), max_iter=k, tol=0.0,
+                               check_every=k),
+        "tv_reconstruction": lambda k: tv_reconstruction(A, y, 0.1, max_iter=k, tol=0.0, check_every=k),
+        "sinkhorn": lambda k: sinkhorn(a, bb, C, 1e-2, max_iter=k, tol=0.0, check_every=k),
+        "class_ot": lambda k: class_ot(a, bb, C, np.arange(12) % 3, 0.1, max_iter=k, tol=0.0, check_every=k),
+    }
+
+
+SYNC_RUNS = _sync_runs()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("name", sorted(SYNC_RUNS))
+def test_no_host_sync_between_checks(name, count_syncs):
+    # one check in either run: the extra 40 iterations must not read the device
+    run = SYNC_RUNS[name]
+    run(10)  # caches (operator tables, norms) built outside the counted runs
+    with count_syncs() as short:
+        run(40)
+    with count_syncs() as long:
+        run(80)
+    assert long["n"] - short["n"] <= 2, (short["n"], long["n"])
