@@ -67,6 +67,9 @@ def _validate(a, b, C, source_classes, lam, eps):
             f"{_WHERE}: the marginals must have equal mass, got sum(a) = {sa:.12g} "
             f"and sum(b) = {sb:.12g}"
         )
+    if is_torch(source_classes):
+        # NumPy data with tensor labels: the labels join the data on the host
+        source_classes = source_classes.detach().cpu().numpy()
     labels = np.asarray(source_classes)
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(
@@ -595,6 +598,9 @@ def _torch_labels(torch, source_classes, n, device):
             raise ValueError(f"{_WHERE}: source_classes contains NaN or inf")
         _, inverse = torch.unique(labels.to(device), sorted=True, return_inverse=True)
         return inverse.to(torch.int64)
+    if is_torch(source_classes):
+        # NumPy data with tensor labels: the labels join the data on the host
+        source_classes = source_classes.detach().cpu().numpy()
     labels = np.asarray(source_classes)
     if labels.ndim != 1 or labels.shape[0] != n:
         raise ValueError(

@@ -236,3 +236,13 @@ def test_lam_zero_iterates_match_numpy():
     res = class_ot(*_tensors(a, b, C), y, 0.0, **kw)
     np.testing.assert_allclose(res.x.numpy(), ref.x, rtol=0, atol=1e-12)
     assert res.info["dual_objective"] == pytest.approx(ref.info["dual_objective"], rel=1e-11)
+
+
+def test_numpy_data_with_tensor_labels_runs_on_numpy():
+    rng = np.random.default_rng(4)
+    C = rng.random((12, 10))
+    labels = np.arange(12) % 3
+    ref = class_ot(None, None, C, labels, 0.1)
+    res = class_ot(None, None, C, torch.from_numpy(labels), 0.1)
+    assert isinstance(res.x, np.ndarray)
+    np.testing.assert_array_equal(res.x, ref.x)
