@@ -98,6 +98,15 @@ def _group_norm(g):
     return np.sqrt(np.einsum("i...,i...->...", g, g))
 
 
+def _norms(*arrays):
+    """Euclidean norms as Python floats; on a device, one sync for all of them."""
+    if is_torch(arrays[0]):
+        torch = torch_module()
+        return torch.stack([torch.linalg.vector_norm(a, dtype=torch.float64) for a in arrays]).tolist()
+    # BLAS-free (see tikhon.operators._backend): these sit between numba kernels
+    return [norm(a) for a in arrays]
+
+
 def _clamp_nonneg_(x):
     """``x <- max(x, 0)`` in place."""
     if is_torch(x):
@@ -367,11 +376,9 @@ def tv_reconstruction(
             P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
             Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
             Dq = (q_old - q_new) / sq + nu * (Gx_new - Gx_old)
-            # BLAS-free norms (see tikhon.operators._backend): they sit between numba kernels
-            scale_p = norm(ATp_new) + nu * norm(GTq_new)
-            scale_d = math.hypot(norm(Ax_new), nu * norm(Gx_new))
-            s.res_primal = _relative(norm(P), scale_p)
-            s.res_dual = _relative(math.hypot(norm(Dp), norm(Dq)), scale_d)
+            n_ATp, n_GTq, n_Ax, n_Gx, n_P, n_Dp, n_Dq = _norms(ATp_new, GTq_new, Ax_new, Gx_new, P, Dp, Dq)
+            s.res_primal = _relative(n_P, n_ATp + nu * n_GTq)
+            s.res_dual = _relative(math.hypot(n_Dp, n_Dq), math.hypot(n_Ax, nu * n_Gx))
 
         s.x, s.Ax, s.Gx, s.p, s.q, s.ATp, s.GTq = x_new, Ax_new, Gx_new, p_new, q_new, ATp_new, GTq_new
         if adaptive and s.alpha > 1e-3:
