@@ -94,6 +94,13 @@ def norm(a) -> float:
     return math.sqrt(float(np.einsum("i,i->", v, v, dtype=np.float64)))
 
 
+def full(shape, value, like):
+    """An array or tensor of ``like``'s backend, dtype (and device) filled with ``value``."""
+    if is_torch(like):
+        return torch_module().full(tuple(shape), value, dtype=like.dtype, device=like.device)
+    return np.full(shape, value, dtype=like.dtype)
+
+
 def zeros_like(a):
     if is_torch(a):
         return torch_module().zeros_like(a)

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon.operators._backend import full, is_torch, torch_module
 from tikhon.operators.base import LinearOperator
 from tikhon.solvers._loop import check_tolerance, iterate
 from tikhon.solvers.first_order import (
@@ -92,12 +92,6 @@ class PDHGState:
     k: int = 0
 
 
-def _zeros(shape, like):
-    if is_torch(like):
-        return torch_module().zeros(shape, dtype=like.dtype, device=like.device)
-    return np.zeros(shape, dtype=like.dtype)
-
-
 def _as_step(value, like, shape, name, where):
     """A scalar step as a float, an array step as an array/tensor of ``like``'s type."""
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -158,7 +152,7 @@ def chambolle_pock_init(K, f, g, x0=None, y0=None, tau=None, sigma=None, theta=1
     if tuple(x0.shape) != K.in_shape:
         raise ValueError(f"{where}: x0 has shape {tuple(x0.shape)}, expected K.in_shape = {K.in_shape}")
     if y0 is None:
-        y0 = _zeros(K.out_shape, x0)
+        y0 = full(K.out_shape, 0.0, x0)
     y0 = _check_array(y0, "y0", where)
     if tuple(y0.shape) != K.out_shape:
         raise ValueError(f"{where}: y0 has shape {tuple(y0.shape)}, expected K.out_shape = {K.out_shape}")

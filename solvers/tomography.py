@@ -30,6 +30,7 @@ from tikhon.operators._backend import (
     all_finite,
     as_finite_real,
     check_real_floating,
+    full,
     is_torch,
     norm,
     torch_module,
@@ -72,13 +73,6 @@ def _check_image_array(arr, shape, name, where, like, nonneg=False):
     # as_like may return the caller's own array: the loop must never write into
     # it; and no autograd graph may grow through thousands of iterations
     return out.detach().clone() if is_torch(out) else out.copy()
-
-
-def _full(shape, value, like):
-    """An array of ``like``'s backend, dtype and device filled with ``value``."""
-    if is_torch(like):
-        return torch_module().full(tuple(shape), value, dtype=like.dtype, device=like.device)
-    return np.full(shape, value, dtype=like.dtype)
 
 
 def _gradient_abs_colsum(shape):
@@ -283,11 +277,11 @@ def tv_reconstruction(
         raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
     shape = tuple(A.in_shape)
     if weights is None:
-        w = _full(shape, 1.0, y)
+        w = full(shape, 1.0, y)
     else:
         w = _check_image_array(weights, shape, "weights", where, y, nonneg=True)
     if x0 is None:
-        x = _full(shape, 0.0, y)
+        x = full(shape, 0.0, y)
     else:
         x = _check_image_array(x0, shape, "x0", where, y)
         if nonneg:
@@ -318,10 +312,10 @@ def tv_reconstruction(
     s.x = x
     s.Ax = A._forward(x)
     s.Gx = G._forward(x)
-    s.p = _full(A.out_shape, 0.0, y)
-    s.q = _full((len(shape),) + shape, 0.0, y)
-    s.ATp = _full(shape, 0.0, y)
-    s.GTq = _full(shape, 0.0, y)
+    s.p = full(A.out_shape, 0.0, y)
+    s.q = full((len(shape),) + shape, 0.0, y)
+    s.ATp = full(shape, 0.0, y)
+    s.GTq = full(shape, 0.0, y)
     s.alpha = 0.5
     s.res_primal = s.res_dual = math.inf
     s.k = 0
@@ -333,8 +327,8 @@ def tv_reconstruction(
                 f"{where}: precondition=True needs A.abs() (|A| for the diagonal steps); "
                 f"{A._label()} does not provide it"
             ) from exc
-        rows = absA._forward(_full(shape, 1.0, y))
-        cols = absA._adjoint(_full(A.out_shape, 1.0, y)) + nu * as_like(_gradient_abs_colsum(shape), y)
+        rows = absA._forward(full(shape, 1.0, y))
+        cols = absA._adjoint(full(A.out_shape, 1.0, y)) + nu * as_like(_gradient_abs_colsum(shape), y)
         # rows of A that see no pixel keep a unit step: their dual is never driven
         tau0 = 1.0 / xp_where(cols > 0, cols, 1.0)
         sp0 = 1.0 / xp_where(rows > 0, rows, 1.0)
@@ -513,5 +507,5 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
         if eta <= 0:
             raise ValueError(f"{where}: eta must be > 0, got {eta}")
     if p == 1:
-        return _full(g.shape, 1.0, g)
+        return full(g.shape, 1.0, g)
     return (eta / xp_sqrt(eta**2 + g**2)) ** (1.0 - p)

@@ -14,10 +14,14 @@ import math
 import numpy as np
 
 from tikhon.operators._backend import is_torch, torch_module, vdot
+from tikhon.operators._kernels.prox_helpers import copy, xp_maximum0, xp_sign, xp_where
+from tikhon.operators.prox.l1 import L1
 from tikhon.solvers._loop import LoopOutcome, check_tolerance, iterate
 from tikhon.solvers._result import Result
 
 _WHERE = "inverse_ot"
+# the proximal step of the l1 penalty: soft thresholding
+_L1 = L1()
 _INNER_MAX_ITER = 100_000
 # float32 rounds the model plan exp((f + g - C) / eps) to a relative error of
 # about 6e-8 |C| / eps per entry, so its marginal violation cannot be pushed
@@ -114,10 +118,6 @@ def _submatrix(P, rows, cols):
 
 def _outer(u, v):
     return torch_module().outer(u, v) if is_torch(u) else np.outer(u, v)
-
-
-def _copy(x):
-    return x.clone() if is_torch(x) else x.copy()
 
 
 def _array_equal(x, y):
@@ -282,26 +282,15 @@ class _Model:
         return value, grad
 
 
-def _soft(x, t):
-    if is_torch(x):
-        return torch_module().sign(x) * (x.abs() - t).clamp(min=0.0)
-    return np.sign(x) * np.maximum(np.abs(x) - t, 0.0)
-
-
 def _kkt(A, grad, lam):
     """Largest distance of -grad to lam * subdifferential of ||A||_1."""
-    on = A != 0
-    if is_torch(A):
-        torch = torch_module()
-        r = torch.where(on, (grad + lam * torch.sign(A)).abs(), (grad.abs() - lam).clamp(min=0.0))
-        return float(r.max()) if r.numel() else 0.0
-    r = np.where(on, np.abs(grad + lam * np.sign(A)), np.maximum(np.abs(grad) - lam, 0.0))
-    return float(r.max()) if r.size else 0.0
+    r = xp_where(A != 0, abs(grad + lam * xp_sign(A)), xp_maximum0(abs(grad) - lam))
+    return float(r.max()) if _size(r) else 0.0
 
 
 def _solve(model, lam, A0, L0, tol, max_iter, callback, progress, warn, scale):
     """FISTA with backtracking and adaptive (gradient) restart for L(A) + lam ||A||_1."""
-    state = {"A": _copy(A0), "Yk": _copy(A0), "tk": 1.0, "Lip": L0}
+    state = {"A": copy(A0), "Yk": copy(A0), "tk": 1.0, "Lip": L0}
     state["fY"], state["gY"] = model.value_grad(A0)
     state["fA"], state["gA"] = state["fY"], state["gY"]
     slack = model.slack
@@ -310,7 +299,7 @@ def _solve(model, lam, A0, L0, tol, max_iter, callback, progress, warn, scale):
         Yk, fY, gY = s["Yk"], s["fY"], s["gY"]
         Lip = max(s["Lip"] * 0.9, 1e-12)
         for _ in range(60):
-            A_new = _soft(Yk - gY / Lip, lam / Lip)
+            A_new = _L1._prox(Yk - gY / Lip, lam / Lip)
             d = A_new - Yk
             f_new, g_new = model.value_grad(A_new)
             if f_new <= fY + vdot(gY, d) + 0.5 * Lip * vdot(d, d) + slack * abs(fY):
@@ -498,7 +487,7 @@ def inverse_ot(
     for value in lams:
         state, out = _solve(model, value, A, Lip, tol, max_iter, callback, progress, warn, scale)
         A, Lip = state["A"], state["Lip"]
-        path.append(_copy(A))
+        path.append(copy(A))
         conv.append(out.converged)
         n_total += out.n_iter
         elapsed += out.elapsed
