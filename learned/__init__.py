@@ -8,7 +8,7 @@ if __name__ != "tikhon.learned":  # pragma: no cover - guard against a wrong imp
     )
 
 from tikhon._lazy import attach
-from tikhon.operators._backend import require_torch as _require_torch
+from tikhon._core.arrays import require_torch as _require_torch
 
 _require_torch()
 

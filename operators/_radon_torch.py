@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tikhon.operators._backend import require_torch
+from tikhon._core.arrays import require_torch
 from tikhon.operators._kernels.radon_numba import IMG_PAD, SINO_PAD
 
 # elements of the largest temporary per chunk (a few of them live at once)

@@ -15,8 +15,9 @@ import numbers
 
 import numpy as np
 
-from ._backend import check_real_floating, is_torch, torch_module, vdot
-from ._backend import norm as _backend_norm
+from tikhon._core.arrays import is_torch, torch_module, vdot
+from tikhon._core.checks import check_real_floating
+from tikhon._core.arrays import norm as _backend_norm
 
 __all__ = [
     "LinearOperator",

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from ._backend import is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
 from .base import LinearOperator, _as_shape
 
 __all__ = ["Identity", "Diagonal", "MatrixOperator", "Mask"]

@@ -19,7 +19,7 @@ import numbers
 
 import numpy as np
 
-from ._backend import is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
 from .base import LinearOperator, _as_shape
 
 __all__ = ["Gradient"]

@@ -19,7 +19,8 @@ import sys
 
 import numpy as np
 
-from tikhon.operators._backend import as_finite_real, is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
+from tikhon._core.checks import check_real
 from tikhon.operators.base import LinearOperator
 
 __all__ = ["Radon", "FBP_FILTERS"]
@@ -72,7 +73,7 @@ def _positive_int(v, name):
 
 
 def _finite_float(v, name):
-    return as_finite_real(v, name, "Radon")
+    return check_real(v, name, "Radon")
 
 
 class Radon(LinearOperator):

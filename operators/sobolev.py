@@ -8,7 +8,7 @@ import numbers
 import numpy as np
 import scipy.fft
 
-from ._backend import is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
 from .base import LinearOperator
 from .basic import _as_numpy_dtype, _as_torch
 from .gradient import _check_shape, _check_spacing

@@ -8,8 +8,8 @@ if __name__ != "tikhon.solvers":  # pragma: no cover - guard against a wrong imp
     )
 
 from tikhon._lazy import attach
-from tikhon.solvers._loop import ConvergenceWarning
-from tikhon.solvers._result import Result
+from tikhon._core.loop import ConvergenceWarning
+from tikhon._core.result import Result
 
 __getattr__, __dir__, __all__ = attach(
     __name__,

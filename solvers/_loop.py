@@ -16,8 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-class ConvergenceWarning(UserWarning):
-    """A solver reached ``max_iter`` without meeting its tolerance."""
+from tikhon._core.loop import ConvergenceWarning  # noqa: E402  TRANSITION: this module goes
 
 
 @dataclass

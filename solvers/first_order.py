@@ -1,9 +1,11 @@
 """Proximal gradient methods: ISTA, FISTA (backtracking, adaptive restart) and IHT.
 
-Each method is an ``*_init(...) -> state`` / ``*_step(state) -> state`` pair
-(plain functions on a small mutable state object, so that the learned layer can
-unroll exactly the same step), and a public function that drives the pair with
-:func:`tikhon.solvers._loop.iterate` and returns a :class:`~tikhon.solvers.Result`.
+Each method is a solver object (configuration: the functionals and fixed
+options) with ``init(x0, ...) -> state``, ``step(state, **hyper) -> state``,
+``monitor(state)`` and ``optimality(x, **hyper)`` (see :mod:`tikhon._core.loop`);
+the public functions :func:`ista`, :func:`fista` and :func:`iht` drive them with
+the shared loop and return a :class:`~tikhon.solvers.Result`. The learned layer
+unrolls the very same ``step`` with per-layer tensors as hyperparameters.
 
 References
 ----------
@@ -20,277 +22,299 @@ References
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from tikhon.operators._backend import check_real_floating, is_torch, norm, torch_module, vdot
-from tikhon.operators.prox.base import Functional
-from tikhon.solvers._loop import check_tolerance, iterate
-from tikhon.solvers._result import Result
+from tikhon._core.arrays import copy, is_torch, norms, tiny, torch_module, vdot
+from tikhon._core.checks import (
+    check_choice,
+    check_finite_array,
+    check_functional,
+    check_positive,
+    check_positive_int,
+    check_smooth,
+    check_step,
+    refuse_fixed_step,
+)
+from tikhon._core.loop import Solver, State, run
 
 __all__ = [
     "ista",
     "fista",
     "iht",
+    "ProximalGradient",
     "ProxGradState",
-    "ista_init",
-    "ista_step",
-    "fista_init",
-    "fista_step",
+    "IHT",
     "IHTState",
-    "iht_init",
-    "iht_step",
 ]
 
-
-# ---------------------------------------------------------------------------
-# backend-agnostic helpers shared by the solvers of this package
-# ---------------------------------------------------------------------------
-def _copy(x):
-    return x.clone() if is_torch(x) else x.copy()
-
-
-# BLAS-free (see tikhon.operators._backend): solver loops interleave these with numba kernels
-_norm = norm
-_dot = vdot
+_RESTARTS = {None: None, "none": None, "adaptive": "gradient", "gradient": "gradient",
+             "function": "function"}
+# relative slack of the sufficient-decrease test: rounding of f's value must
+# not read as a too-long step (which would grow L by eta up to 60 times)
+_SLACK = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
+_MAX_BACKTRACKS = 60
 
 
-def _finite(x) -> bool:
+def _slack(x):
     if is_torch(x):
-        return bool(torch_module().isfinite(x).all())
-    return bool(np.isfinite(x).all())
+        return 1e-5 if x.dtype == torch_module().float32 else 1e-12
+    return _SLACK.get(np.dtype(x.dtype), 1e-12)
 
 
-def _tiny(x) -> float:
-    if is_torch(x):
-        return float(torch_module().finfo(x.dtype).tiny)
-    return float(np.finfo(x.dtype).tiny)
-
-
-def _check_array(x, name, where, allow_none=False):
-    """A finite float32/float64 array or tensor; ``None`` passes when allowed."""
-    if x is None:
-        if allow_none:
-            return None
-        raise ValueError(f"{where}: {name} is required")
-    x = check_real_floating(x, name, where)
-    if not _finite(x):
-        raise ValueError(f"{where}: {name} contains NaN or inf")
-    return x
-
-
-def _check_functional(f, name, where):
-    if not isinstance(f, Functional):
-        raise TypeError(f"{where}: {name} must be a tikhon Functional, got {type(f).__name__}")
-    return f
-
-
-def _check_positive(value, name, where, allow_none=True):
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a positive number, got {value!r}")
-    value = float(value)
-    if not (math.isfinite(value) and value > 0):
-        raise ValueError(f"{where}: {name} must be positive and finite, got {value!r}")
-    return value
-
-
-def _refuse_fixed_step(f, name, where):
-    if getattr(f, "fixed_step", False):
-        raise ValueError(
-            f"{where}: {name} ({f._label()}) has a fixed step (its prox ignores tau), but this "
-            "solver needs prox_{tau " + name + "} for varying tau; use admm (plug-and-play) instead"
-        )
-
-
-def _make_result(state, outcome, x, steps, dual=None, info=None):
-    return Result(
-        x=x,
-        converged=outcome.converged,
-        n_iter=outcome.n_iter,
-        message=outcome.message,
-        history=outcome.history,
-        elapsed=outcome.elapsed,
-        steps=steps,
-        dual=dual,
-        info={} if info is None else info,
-    )
+def _initial_lipschitz(f, step, backtracking, where):
+    """``L`` (the inverse step) from ``step``, ``f.lipschitz`` or a backtracking start."""
+    if step is not None:
+        return 1.0 / step
+    lip = f.lipschitz
+    if lip is not None and lip > 0:
+        return float(lip)
+    if backtracking or (lip is not None and lip == 0):
+        return 1.0  # backtracking grows it as needed; an affine f allows any step
+    raise ValueError(f"{where}: f.lipschitz is unknown; pass step=... or backtracking=True")
 
 
 # ---------------------------------------------------------------------------
 # ISTA / FISTA
 # ---------------------------------------------------------------------------
-_RESTARTS = {None: None, "none": None, "adaptive": "gradient", "gradient": "gradient", "function": "function"}
-
-
 @dataclass
-class ProxGradState:
-    """State of ISTA/FISTA.
+class ProxGradState(State):
+    """State of :class:`ProximalGradient` (ISTA and FISTA).
 
     Attributes
     ----------
-    x : array or tensor
-        Current iterate ``x_k``.
-    x_prev : array or tensor
-        Previous iterate ``x_{k-1}``.
+    x, x_prev : array or tensor
+        Current and previous iterates ``x_k``, ``x_{k-1}``.
     y : array or tensor
-        Point where the last gradient step was taken (``x_{k-1}`` for ISTA,
-        the extrapolated point for FISTA).
-    t : float
+        Point of the next gradient step (``x_k`` for ISTA, the extrapolated
+        point for FISTA).
+    y_step : array or tensor
+        Point the last gradient step was taken from.
+    L : float or tensor
+        Current Lipschitz estimate: the step is ``1 / L``.
+    t : float or tensor
         FISTA momentum parameter (1 after a restart).
-    L : float
-        Current Lipschitz estimate (the step is ``1 / L``).
-    F : float
-        Objective ``f(x_k) + g(x_k)`` when it was computed for free (backtracking
-        or function restart), else ``nan``.
+    F, F_prev : float
+        Objective ``f(x_k) + g(x_k)`` (and the previous one) where it was
+        computed for free (backtracking, function restart), else ``nan``.
+    fx, gx : float and array, or None
+        Value and gradient of ``f`` at ``x`` where the last backtracking test
+        computed them (``f.grad_with_value``); reused when ``y`` is ``x``.
+    n_restarts, n_backtracks : int (or tensor)
+        Momentum restarts and step reductions so far.
     """
 
-    f: Functional
-    g: Functional
-    x: object
-    x_prev: object
-    y: object
-    L: float
-    t: float = 1.0
-    accelerate: bool = False
-    backtracking: bool = False
-    eta: float = 2.0
-    restart: str | None = None
+    x: Any = None
+    x_prev: Any = None
+    y: Any = None
+    y_step: Any = None
+    L: Any = 1.0
+    t: Any = 1.0
     F: float = math.nan
     F_prev: float = math.nan
-    y_step: object = None
-    k: int = 0
-    n_restarts: int = 0
+    fx: Any = None
+    gx: Any = None
+    n_restarts: Any = 0
     n_backtracks: int = 0
 
 
-def _prox_grad_init(f, g, x0, step, backtracking, eta, restart, accelerate, where):
-    f = _check_functional(f, "f", where)
-    g = _check_functional(g, "g", where)
-    if not f.is_smooth:
-        raise ValueError(f"{where}: f ({f._label()}) must be smooth (is_smooth=True, with grad)")
-    _refuse_fixed_step(g, "g", where)
-    x0 = _check_array(x0, "x0", where)
-    step = _check_positive(step, "step", where)
-    eta = _check_positive(eta, "eta", where, allow_none=False)
-    if eta <= 1:
-        raise ValueError(f"{where}: eta (backtracking factor) must be > 1, got {eta}")
-    lip = f.lipschitz
-    if backtracking is None:
-        backtracking = step is None and lip is None
-    if step is not None:
-        L = 1.0 / step
-    elif lip is not None and lip > 0:
-        L = float(lip)
-    elif backtracking:
-        L = 1.0  # backtracking grows it as needed
-    elif lip is not None and lip == 0:
-        L = 1.0  # f is affine: any step is safe for it
-    else:
-        raise ValueError(
-            f"{where}: f.lipschitz is unknown; pass step=... or backtracking=True"
-        )
-    if restart not in _RESTARTS:
-        raise ValueError(
-            f"{where}: restart must be one of 'adaptive', 'gradient', 'function' or None, got {restart!r}"
-        )
-    x = _copy(x0)
-    return ProxGradState(
-        f=f, g=g, x=x, x_prev=x, y=x, L=L, t=1.0, accelerate=accelerate,
-        backtracking=bool(backtracking), eta=eta, restart=_RESTARTS[restart] if accelerate else None,
-    )
+class ProximalGradient(Solver):
+    """Proximal gradient descent for ``min_x f(x) + g(x)``, plain (ISTA) or accelerated (FISTA).
 
+    Parameters
+    ----------
+    f : Functional
+        Smooth term (``is_smooth``, with a gradient).
+    g : Functional
+        Term with a proximal map, not ``fixed_step`` (the step varies).
+    accelerate : bool
+        FISTA momentum ([BT09]).
+    backtracking : bool, optional
+        Beck-Teboulle backtracking; default: only when neither ``step`` (at
+        :meth:`init`) nor ``f.lipschitz`` is known.
+    eta : float
+        Backtracking factor (> 1).
+    shrink : float
+        Factor in ``(0, 1]`` applied to ``L`` before each backtracking search:
+        1 (default) never lets the step grow back; below 1 the step adapts up
+        as well as down (one more trial per iteration at most, on average).
+    restart : {"adaptive", "gradient", "function", None}
+        FISTA restart scheme ([OC15]).
+    criterion : {"change", "gradient_mapping"}
+        Stopping criterion (see :func:`fista`).
+    record_objective : bool
+        Record ``f(x) + g(x)`` at every check.
+    """
 
-def _forward_backward(state, y):
-    """One proximal gradient step from ``y``; backtracks on ``L`` when enabled."""
-    f, g = state.f, state.g
-    grad = f._grad(y)
-    if not state.backtracking:
-        z = g._prox(y - grad / state.L, 1.0 / state.L)
-        return z, math.nan
-    fy = float(f._call(y))
-    for _ in range(60):
-        z = g._prox(y - grad / state.L, 1.0 / state.L)
-        d = z - y
-        fz = float(f._call(z))
-        # the sufficient-decrease test of [BT09]; the relative slack absorbs rounding
-        bound = fy + _dot(grad, d) + 0.5 * state.L * _dot(d, d)
-        if fz <= bound + 1e-12 * abs(bound) or not math.isfinite(fz):
-            return z, fz
-        state.L *= state.eta
-        state.n_backtracks += 1
-    return z, fz
+    def __init__(self, f, g, *, accelerate=False, backtracking=None, eta=2.0, shrink=1.0,
+                 restart="adaptive", criterion="change", record_objective=True):
+        where = self.name = "fista" if accelerate else "ista"
+        self.f = check_smooth(f, "f", where)
+        self.g = refuse_fixed_step(check_functional(g, "g", where), "g", where)
+        self.accelerate = bool(accelerate)
+        self.backtracking = backtracking
+        self.eta = check_positive(eta, "eta", where)
+        if self.eta <= 1:
+            raise ValueError(f"{where}: eta (backtracking factor) must be > 1, got {eta}")
+        self.shrink = check_positive(shrink, "shrink", where)
+        if self.shrink > 1:
+            raise ValueError(f"{where}: shrink must be in (0, 1], got {shrink}")
+        check_choice(restart, tuple(_RESTARTS), "restart", where)
+        self.restart = _RESTARTS[restart] if accelerate else None
+        self.criterion = check_choice(criterion, ("change", "gradient_mapping"), "criterion", where)
+        self.record_objective = bool(record_objective)
 
+    def init(self, x0, step=None):
+        """The initial state at ``x0`` (copied), with step ``step`` (default ``1 / f.lipschitz``)."""
+        where = self.name
+        x0 = check_finite_array(x0, "x0", where)
+        if step is not None:
+            step = check_step(step, where, "step")
+        if self.backtracking is None:
+            self.backtracking = step is None and self.f.lipschitz is None
+        x = copy(x0)
+        state = ProxGradState(x=x, x_prev=x, y=x, y_step=x,
+                              L=_initial_lipschitz(self.f, step, self.backtracking, where))
+        if self.restart == "function":
+            state.F = float(self.f._call(x)) + float(self.g._call(x))
+        return state
 
-def ista_init(f, g, x0, step=None, backtracking=None, eta=2.0):
-    """Initial :class:`ProxGradState` for :func:`ista_step` (see :func:`ista`)."""
-    return _prox_grad_init(f, g, x0, step, backtracking, eta, None, False, "ista")
+    # -- one iteration ------------------------------------------------------------
+    def _forward_backward(self, state, y, lam):
+        """``prox_{lam g / L}(y - grad f(y) / L)``; backtracks on ``L`` when enabled.
 
+        Returns ``(z, f(z), grad f(z))``, the last two ``nan``/None unless the
+        backtracking test computed them.
+        """
+        f, g = self.f, self.g
+        reuse = y is state.x and state.gx is not None
+        if not self.backtracking:
+            grad = state.gx if reuse else f._grad(y)
+            t = 1.0 / state.L
+            return g._prox(y - t * grad, t if lam is None else t * lam), math.nan, None
+        fy, grad = (state.fx, state.gx) if reuse else f._value_and_grad(y)
+        fy = float(fy)
+        L = state.L * self.shrink if self.shrink != 1.0 else state.L
+        slack = _slack(y)
+        for _ in range(_MAX_BACKTRACKS):
+            t = 1.0 / L
+            z = g._prox(y - t * grad, t if lam is None else t * lam)
+            d = z - y
+            if f.grad_with_value:
+                fz, gz = f._value_and_grad(z)
+            else:
+                fz, gz = f._call(z), None
+            fz = float(fz)
+            # the sufficient-decrease test of [BT09]
+            bound = fy + vdot(grad, d) + 0.5 * L * vdot(d, d)
+            if fz <= bound + slack * abs(bound) or not math.isfinite(fz):
+                break
+            L *= self.eta
+            state.n_backtracks += 1
+        state.L = L
+        return z, fz, gz
 
-def ista_step(state):
-    """One ISTA iteration ``x+ = prox_{g/L}(x - grad f(x) / L)``."""
-    state.y_step = state.x
-    z, fz = _forward_backward(state, state.x)
-    state.x_prev, state.y, state.x = state.x, state.x, z
-    state.F_prev = state.F
-    state.F = fz + float(state.g._call(z)) if state.backtracking else math.nan
-    state.k += 1
-    return state
+    def step(self, state, *, step=None, lam=None):
+        """One ISTA/FISTA iteration.
 
+        Parameters
+        ----------
+        state : ProxGradState
+        step : float or tensor, optional
+            Step size for this iteration (replaces ``1 / state.L``; a tensor
+            keeps the autograd graph). Backtracking, when on, starts from it.
+        lam : float or tensor, optional
+            Weight of ``g`` for this iteration: the prox is that of
+            ``lam * g`` (default 1).
 
-def fista_init(f, g, x0, step=None, backtracking=None, eta=2.0, restart="adaptive"):
-    """Initial :class:`ProxGradState` for :func:`fista_step` (see :func:`fista`)."""
-    state = _prox_grad_init(f, g, x0, step, backtracking, eta, restart, True, "fista")
-    if state.restart == "function":
-        state.F = float(state.f._call(state.x)) + float(state.g._call(state.x))
-    return state
-
-
-def fista_step(state):
-    """One FISTA iteration with optional adaptive restart ([BT09], [OC15])."""
-    x_old = state.x
-    y = state.y
-    state.y_step = y
-    z, fz = _forward_backward(state, y)
-    state.F_prev = state.F
-    if state.backtracking or state.restart == "function":
-        if not math.isfinite(fz):
-            fz = float(state.f._call(z))
-        state.F = fz + float(state.g._call(z))
-    restart = False
-    if state.restart == "gradient" and is_torch(z):
-        _gradient_restart_on_device(state, y, z, x_old)
-        state.x_prev, state.x = x_old, z
+        Returns
+        -------
+        ProxGradState
+            ``state``, updated.
+        """
+        if step is not None:
+            state.L = 1.0 / step
+        x_old, y = state.x, state.y
+        z, fz, gz = self._forward_backward(state, y, lam)
+        state.y_step = y
+        state.F_prev = state.F
+        if self.backtracking or self.restart == "function":
+            if not math.isfinite(fz):
+                fz = float(self.f._call(z))
+            gval = float(self.g._call(z))
+            state.F = fz + (gval if lam is None else float(lam) * gval)
+        if not self.accelerate:
+            y_next = z
+        elif self.restart == "gradient" and is_torch(z):
+            y_next = _gradient_restart_on_device(state, y, z, x_old)
+        else:
+            if self.restart == "gradient":
+                # gradient scheme of [OC15]: the step z - y and the move z - x_old disagree
+                restart = vdot(y - z, z - x_old) > 0
+            else:
+                restart = self.restart == "function" and state.F > state.F_prev
+            if restart:
+                state.t = 1.0
+                state.n_restarts += 1
+                y_next = z
+            else:
+                t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * state.t * state.t))
+                beta = (state.t - 1.0) / t_new
+                state.t = t_new
+                y_next = z + beta * (z - x_old)
+        state.x_prev, state.x, state.y = x_old, z, y_next
+        state.fx, state.gx = (fz, gz) if gz is not None else (None, None)
         state.k += 1
         return state
-    if state.restart == "gradient":
-        # gradient scheme of [OC15]: the step z - y and the move z - x_old disagree
-        restart = _dot(y - z, z - x_old) > 0
-    elif state.restart == "function":
-        restart = state.F > state.F_prev
-    if restart:
-        state.t = 1.0
-        state.n_restarts += 1
-        state.y = z
-    else:
-        t_new = 0.5 * (1.0 + math.sqrt(1.0 + 4.0 * state.t * state.t))
-        beta = (state.t - 1.0) / t_new
-        state.t = t_new
-        state.y = z + beta * (z - x_old)
-    state.x_prev, state.x = x_old, z
-    state.k += 1
-    return state
+
+    def monitor(self, state):
+        x = state.x
+        n_change, n_x, n_map = norms(x - state.x_prev, x, state.y_step - x)
+        L = float(state.L)
+        out = {"change": n_change / max(n_x, tiny(x)), "gradient_mapping": L * n_map}
+        if self.record_objective:
+            F = state.F
+            if not math.isfinite(F):
+                F = float(self.f._call(x)) + float(self.g._call(x))
+            out["objective"] = F
+        out["step"] = 1.0 / L
+        return out
+
+    def optimality(self, x, *, step=None, lam=None):
+        """Fixed-point residual ``x - prox_{t lam g}(x - t grad f(x))`` (zero at a minimiser).
+
+        ``step`` (``t``) defaults to ``1 / f.lipschitz``; with tensors the
+        residual keeps the autograd graph (implicit differentiation).
+        """
+        if step is None:
+            lip = self.f.lipschitz
+            if not lip:
+                raise ValueError(f"{self.name}: optimality needs step=... (f.lipschitz is unknown)")
+            step = 1.0 / lip
+        t_g = step if lam is None else step * lam
+        return x - self.g._prox(x - step * self.f._grad(x), t_g)
+
+    def solve(self, x0, *, step=None, tol=1e-6, max_iter=1000, callback=None, progress=False,
+              check_every=1):
+        """Run from ``x0`` to the tolerance; the :class:`~tikhon.solvers.Result`."""
+        state = self.init(x0, step=step)
+        state, outcome = run(self, state, tol=tol, max_iter=max_iter, callback=callback,
+                             progress=progress, check_every=check_every)
+        info = {"n_backtracks": state.n_backtracks}
+        if self.accelerate:
+            info["n_restarts"] = int(state.n_restarts)
+        L = float(state.L)
+        return outcome.result(state.x, steps={"step": 1.0 / L, "L": L}, info=info)
 
 
 def _gradient_restart_on_device(state, y, z, x_old):
     """The gradient restart and momentum update as tensor ops: no host sync per iteration.
 
-    The same arithmetic as the NumPy branch of :func:`fista_step`, with the
-    restart test, ``t`` and the restart count kept as 0-d tensors on the
-    device and the branch taken by ``torch.where``.
+    The same arithmetic as the NumPy branch of :meth:`ProximalGradient.step`,
+    with the restart test, ``t`` and the restart count kept as 0-d tensors
+    on the device and the branch taken by ``torch.where``.
     """
     torch = torch_module()
     restart = ((y - z) * (z - x_old)).sum() > 0
@@ -299,38 +323,7 @@ def _gradient_restart_on_device(state, y, z, x_old):
     beta = torch.where(restart, torch.zeros_like(t), (t - 1.0) / t_new)
     state.t = torch.where(restart, torch.ones_like(t), t_new)
     state.n_restarts = state.n_restarts + restart.to(torch.int64)
-    state.y = z + beta * (z - x_old)
-
-
-def _run_prox_grad(name, state, step_fn, tol, max_iter, criterion, callback, progress,
-                   check_every, record_objective):
-    if criterion not in ("change", "gradient_mapping"):
-        raise ValueError(f"{name}: criterion must be 'change' or 'gradient_mapping', got {criterion!r}")
-    tol = check_tolerance(tol)
-
-    def monitor(s):
-        x = s.x
-        out = {}
-        change = _norm(x - s.x_prev) / max(_norm(x), _tiny(x))
-        gmap = s.L * _norm(s.y_step - x)
-        out["change"] = change
-        out["gradient_mapping"] = gmap
-        if record_objective:
-            F = s.F
-            if not math.isfinite(F):
-                F = float(s.f._call(x)) + float(s.g._call(x))
-            out["objective"] = F
-        out["step"] = 1.0 / s.L
-        return out
-
-    state, outcome = iterate(
-        state, step_fn, monitor, criterion=criterion, tol=tol, max_iter=max_iter,
-        callback=callback, progress=progress, check_every=check_every, name=name,
-    )
-    info = {"n_backtracks": state.n_backtracks}
-    if state.accelerate:
-        info["n_restarts"] = int(state.n_restarts)
-    return _make_result(state, outcome, state.x, {"step": 1.0 / state.L, "L": state.L}, info=info)
+    return z + beta * (z - x_old)
 
 
 _PROX_GRAD_DOC = """
@@ -338,6 +331,8 @@ _PROX_GRAD_DOC = """
     ----------
     f : Functional
         Smooth term (``is_smooth``, with ``grad``); ``f.lipschitz`` gives the step.
+        A user's term (a likelihood, an inner solver's loss) comes from
+        :func:`~tikhon.operators.prox.smooth_functional`.
     g : Functional
         Term with a proximal map (must not be ``fixed_step``: the step varies
         with backtracking).
@@ -348,12 +343,15 @@ _PROX_GRAD_DOC = """
         Step size ``1 / L``. Default ``1 / f.lipschitz``.
     backtracking : bool, optional
         Beck-Teboulle backtracking (the step shrinks by ``eta`` until the
-        quadratic upper bound holds; it never grows back). Default: used only
-        when neither ``step`` nor ``f.lipschitz`` is known. With a known
-        Lipschitz constant it is safe to leave off, which saves one evaluation
-        of ``f`` per iteration.
+        quadratic upper bound holds). Default: used only when neither
+        ``step`` nor ``f.lipschitz`` is known. With a known Lipschitz
+        constant it is safe to leave off, which saves one evaluation of ``f``
+        per iteration.
     eta : float
         Backtracking factor (> 1).
+    shrink : float
+        Factor in ``(0, 1]`` applied to ``L`` before each backtracking search
+        (1: the step never grows back; 0.9 lets it adapt upwards too).
     tol : float
         Tolerance on ``criterion``.
     max_iter : int
@@ -365,7 +363,8 @@ _PROX_GRAD_DOC = """
         ``L ||y_k - x_{k+1}||`` at the point ``y_k`` the step was taken from
         (zero exactly at a minimiser; absolute, in the units of ``grad f``).
     callback : callable, optional
-        ``callback(state) -> bool``; True stops.
+        ``callback(state) -> bool`` after every iteration (a
+        :class:`ProxGradState`); True stops.
     progress : bool
         Show a tqdm progress bar.
     check_every : int
@@ -380,10 +379,14 @@ _PROX_GRAD_DOC = """
         ``x``; ``history`` with ``change``, ``gradient_mapping``, ``objective``,
         ``step``, ``time``; ``steps`` with the final ``step`` and ``L``;
         ``info["n_backtracks"]`` (and ``info["n_restarts"]`` for FISTA).
+
+    See Also
+    --------
+    ProximalGradient : the solver object (``init``/``step``/``monitor``/``optimality``).
 """
 
 
-def ista(f, g, x0, step=None, *, backtracking=None, eta=2.0, tol=1e-6, max_iter=1000,
+def ista(f, g, x0, step=None, *, backtracking=None, eta=2.0, shrink=1.0, tol=1e-6, max_iter=1000,
          criterion="change", callback=None, progress=False, check_every=1,
          record_objective=True):
     """Proximal gradient descent (ISTA) for ``min_x f(x) + g(x)``.
@@ -391,17 +394,19 @@ def ista(f, g, x0, step=None, *, backtracking=None, eta=2.0, tol=1e-6, max_iter=
     ``x_{k+1} = prox_{g/L}(x_k - grad f(x_k) / L)``; converges at rate O(1/k)
     in objective for convex ``f`` and ``g``.
     """
-    state = ista_init(f, g, x0, step=step, backtracking=backtracking, eta=eta)
-    return _run_prox_grad("ista", state, ista_step, tol, max_iter, criterion, callback,
-                          progress, check_every, record_objective)
+    solver = ProximalGradient(f, g, accelerate=False, backtracking=backtracking, eta=eta,
+                              shrink=shrink, criterion=criterion,
+                              record_objective=record_objective)
+    return solver.solve(x0, step=step, tol=tol, max_iter=max_iter, callback=callback,
+                        progress=progress, check_every=check_every)
 
 
 ista.__doc__ += _PROX_GRAD_DOC
 
 
-def fista(f, g, x0, step=None, *, backtracking=None, restart="adaptive", eta=2.0, tol=1e-6,
-          max_iter=1000, criterion="change", callback=None, progress=False, check_every=1,
-          record_objective=True):
+def fista(f, g, x0, step=None, *, backtracking=None, restart="adaptive", eta=2.0, shrink=1.0,
+          tol=1e-6, max_iter=1000, criterion="change", callback=None, progress=False,
+          check_every=1, record_objective=True):
     """Accelerated proximal gradient (FISTA) for ``min_x f(x) + g(x)``.
 
     Nesterov/Beck-Teboulle momentum ``y = x_k + (t_k - 1)/t_{k+1} (x_k - x_{k-1})``
@@ -410,9 +415,11 @@ def fista(f, g, x0, step=None, *, backtracking=None, restart="adaptive", eta=2.0
     (free); ``"function"`` when the objective increases (one evaluation of
     ``f`` and ``g`` per iteration); ``None`` disables it.
     """
-    state = fista_init(f, g, x0, step=step, backtracking=backtracking, eta=eta, restart=restart)
-    return _run_prox_grad("fista", state, fista_step, tol, max_iter, criterion, callback,
-                          progress, check_every, record_objective)
+    solver = ProximalGradient(f, g, accelerate=True, backtracking=backtracking, eta=eta,
+                              shrink=shrink, restart=restart, criterion=criterion,
+                              record_objective=record_objective)
+    return solver.solve(x0, step=step, tol=tol, max_iter=max_iter, callback=callback,
+                        progress=progress, check_every=check_every)
 
 
 fista.__doc__ += _PROX_GRAD_DOC.replace(
@@ -427,8 +434,8 @@ fista.__doc__ += _PROX_GRAD_DOC.replace(
 # IHT
 # ---------------------------------------------------------------------------
 @dataclass
-class IHTState:
-    """State of :func:`iht_step`.
+class IHTState(State):
+    """State of :class:`IHT`.
 
     Attributes
     ----------
@@ -436,20 +443,16 @@ class IHTState:
         Current and previous iterates (at most ``sparsity`` non-zeros).
     grad : array or tensor
         ``grad f(x)`` (cached: the normalized rule reuses it).
-    mu : float
+    mu : float or tensor
         The last step size.
+    n_shrinks : int
+        Step reductions of the normalized rule so far.
     """
 
-    f: Functional
-    x: object
-    x_prev: object
-    grad: object
-    sparsity: int
-    mu: float
-    normalized: bool
-    kappa: float = 2.0
-    c: float = 0.01
-    k: int = 0
+    x: Any = None
+    x_prev: Any = None
+    grad: Any = None
+    mu: Any = math.nan
     n_shrinks: int = 0
 
 
@@ -458,7 +461,7 @@ def _hard_threshold(v, s):
     flat = v.reshape(-1)
     n = flat.shape[0]
     if s >= n:
-        return _copy(v)
+        return copy(v)
     if is_torch(v):
         torch = torch_module()
         idx = torch.topk(flat.abs(), s, sorted=False).indices
@@ -471,78 +474,104 @@ def _hard_threshold(v, s):
     return out.reshape(v.shape)
 
 
-def _support_mask(v):
-    return v != 0
+class IHT(Solver):
+    """Iterative hard thresholding for ``min f(x)`` subject to ``||x||_0 <= sparsity``.
 
+    Parameters
+    ----------
+    f : Functional
+        Smooth data term.
+    sparsity : int
+        Number ``s`` of non-zeros kept.
+    step_rule : {"fixed", "normalized"}
+        See :func:`iht`.
+    record_objective : bool
+        Record ``f(x)`` at every check.
+    """
 
-def iht_init(f, x0, sparsity, step=None, step_rule="fixed"):
-    """Initial :class:`IHTState` for :func:`iht_step` (see :func:`iht`)."""
-    where = "iht"
-    f = _check_functional(f, "f", where)
-    if not f.is_smooth:
-        raise ValueError(f"{where}: f ({f._label()}) must be smooth (is_smooth=True, with grad)")
-    x0 = _check_array(x0, "x0", where)
-    if isinstance(sparsity, bool) or not isinstance(sparsity, (numbers.Integral,)) or sparsity < 1:
-        raise ValueError(f"{where}: sparsity must be a positive integer, got {sparsity!r}")
-    if step_rule not in ("fixed", "normalized"):
-        raise ValueError(f"{where}: step_rule must be 'fixed' or 'normalized', got {step_rule!r}")
-    step = _check_positive(step, "step", where)
-    normalized = step_rule == "normalized"
-    if step is None and not normalized:
-        if f.lipschitz is None or f.lipschitz <= 0:
-            raise ValueError(
-                f"{where}: f.lipschitz is unknown; pass step=... or step_rule='normalized'"
-            )
-        step = 1.0 / float(f.lipschitz)
-    x = _hard_threshold(x0, int(sparsity))
-    return IHTState(f=f, x=x, x_prev=x, grad=f._grad(x), sparsity=int(sparsity),
-                    mu=math.nan if step is None else step, normalized=normalized)
+    name = "iht"
+    criterion = "change"
+    kappa = 2.0
+    c = 0.01
 
+    def __init__(self, f, sparsity, *, step_rule="fixed", record_objective=True):
+        self.f = check_smooth(f, "f", self.name)
+        self.sparsity = check_positive_int(sparsity, "sparsity", self.name)
+        check_choice(step_rule, ("fixed", "normalized"), "step_rule", self.name)
+        self.normalized = step_rule == "normalized"
+        self.record_objective = bool(record_objective)
 
-def _curvature(f, x, gx, d):
-    """``<d, grad f(x + d) - grad f(x)>`` (= ``||A d||^2`` for ``f = ||Ax - b||^2 / 2``)."""
-    return _dot(d, f._grad(x + d) - gx)
+    def init(self, x0, step=None):
+        """The initial state ``H_s(x0)``, with the fixed step ``step`` (default ``1 / f.lipschitz``)."""
+        x0 = check_finite_array(x0, "x0", self.name)
+        if step is not None:
+            step = check_step(step, self.name, "step")
+        elif not self.normalized:
+            if self.f.lipschitz is None or self.f.lipschitz <= 0:
+                raise ValueError(
+                    f"{self.name}: f.lipschitz is unknown; pass step=... or step_rule='normalized'"
+                )
+            step = 1.0 / float(self.f.lipschitz)
+        x = _hard_threshold(x0, self.sparsity)
+        return IHTState(x=x, x_prev=x, grad=self.f._grad(x), mu=math.nan if step is None else step)
 
+    def step(self, state, *, step=None):
+        """One (normalized) IHT iteration ([BD09], [BD10]).
 
-def iht_step(state):
-    """One (normalized) iterative hard thresholding iteration ([BD09], [BD10])."""
-    f, x, gx, s = state.f, state.x, state.grad, state.sparsity
-    if not state.normalized:
-        x_new = _hard_threshold(x - state.mu * gx, s)
-        g_new = f._grad(x_new)
-    else:
-        # step along the gradient restricted to the current support (or to the
-        # support of H_s(-grad) at the start), exact line search for quadratics
-        mask = _support_mask(x)
-        if not bool(mask.any()):
-            mask = _support_mask(_hard_threshold(-gx, s))
-        gs = gx * mask
-        num = _dot(gs, gs)
-        if num == 0.0:
-            state.x_prev = x
-            state.k += 1
-            return state
-        mu = num / max(_curvature(f, x, gx, -gs), _tiny(x))
-        x_new = _hard_threshold(x - mu * gx, s)
-        g_new = f._grad(x_new)
-        # [BD10]: when the support changes, the step must satisfy
-        # mu <= (1 - c) ||dx||^2 / ||A dx||^2, else shrink it
-        for _ in range(30):
-            if bool(((x_new != 0) == mask).all()):
-                break
-            d = x_new - x
-            dd = _dot(d, d)
-            curv = _dot(d, g_new - gx)
-            if curv <= 0 or mu <= (1.0 - state.c) * dd / curv:
-                break
-            mu /= state.kappa * (1.0 - state.c)
-            state.n_shrinks += 1
+        ``step`` (float or tensor) replaces the fixed step for this iteration;
+        the normalized rule chooses its own (with host-side line-search tests).
+        """
+        f, x, gx, s = self.f, state.x, state.grad, self.sparsity
+        if step is not None or not self.normalized:
+            mu = state.mu if step is None else step
             x_new = _hard_threshold(x - mu * gx, s)
             g_new = f._grad(x_new)
-        state.mu = mu
-    state.x_prev, state.x, state.grad = x, x_new, g_new
-    state.k += 1
-    return state
+            state.mu = mu
+        else:
+            # step along the gradient restricted to the current support (or to the
+            # support of H_s(-grad) at the start), exact line search for quadratics
+            mask = x != 0
+            if not bool(mask.any()):
+                mask = _hard_threshold(-gx, s) != 0
+            gs = gx * mask
+            num = vdot(gs, gs)
+            if num == 0.0:
+                state.x_prev = x
+                state.k += 1
+                return state
+            mu = num / max(vdot(-gs, f._grad(x - gs) - gx), tiny(x))
+            x_new = _hard_threshold(x - mu * gx, s)
+            g_new = f._grad(x_new)
+            # [BD10]: when the support changes, the step must satisfy
+            # mu <= (1 - c) ||dx||^2 / ||A dx||^2, else shrink it
+            for _ in range(30):
+                if bool(((x_new != 0) == mask).all()):
+                    break
+                d = x_new - x
+                dd = vdot(d, d)
+                curv = vdot(d, g_new - gx)
+                if curv <= 0 or mu <= (1.0 - self.c) * dd / curv:
+                    break
+                mu /= self.kappa * (1.0 - self.c)
+                state.n_shrinks += 1
+                x_new = _hard_threshold(x - mu * gx, s)
+                g_new = f._grad(x_new)
+            state.mu = mu
+        state.x_prev, state.x, state.grad = x, x_new, g_new
+        state.k += 1
+        return state
+
+    def monitor(self, state):
+        n_change, n_x = norms(state.x - state.x_prev, state.x)
+        out = {"change": n_change / max(n_x, tiny(state.x))}
+        if self.record_objective:
+            out["objective"] = float(self.f._call(state.x))
+        out["step"] = float(state.mu)
+        return out
+
+    def optimality(self, x, *, step):
+        """Fixed-point residual ``x - H_s(x - step grad f(x))``."""
+        return x - _hard_threshold(x - step * self.f._grad(x), self.sparsity)
 
 
 def iht(f, x0, sparsity, step=None, *, step_rule="fixed", tol=1e-6, max_iter=1000,
@@ -582,19 +611,14 @@ def iht(f, x0, sparsity, step=None, *, step_rule="fixed", tol=1e-6, max_iter=100
     Result
         ``x``; ``history`` with ``change``, ``objective``, ``step``;
         ``steps["step"]`` the last step size.
+
+    See Also
+    --------
+    IHT : the solver object.
     """
-    state = iht_init(f, x0, sparsity, step=step, step_rule=step_rule)
-
-    def monitor(s):
-        out = {"change": _norm(s.x - s.x_prev) / max(_norm(s.x), _tiny(s.x))}
-        if record_objective:
-            out["objective"] = float(s.f._call(s.x))
-        out["step"] = s.mu
-        return out
-
-    state, outcome = iterate(
-        state, iht_step, monitor, criterion="change", tol=check_tolerance(tol), max_iter=max_iter,
-        callback=callback, progress=progress, check_every=check_every, name="iht",
-    )
-    return _make_result(state, outcome, state.x, {"step": state.mu},
-                        info={"n_shrinks": state.n_shrinks})
+    solver = IHT(f, sparsity, step_rule=step_rule, record_objective=record_objective)
+    state = solver.init(x0, step=step)
+    state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
+                         progress=progress, check_every=check_every)
+    return outcome.result(state.x, steps={"step": float(state.mu)},
+                          info={"n_shrinks": state.n_shrinks})

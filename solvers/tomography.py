@@ -8,11 +8,12 @@
     \\; (+\\, \\iota_{x \\ge 0}(x))
 
 with ``D`` the least-squares term ``0.5 ||Ax - y||^2`` or the Kullback-Leibler
-divergence ``KL(y; Ax)`` (Poisson data), by a Chambolle-Pock (PDHG) iteration on
-``K = [A; nu * grad]``. The loop is specialised: it keeps ``A x``, ``grad x``,
-``A^T p`` and ``grad^T q`` from one iteration to the next, so one iteration costs
-one application of ``A``, ``A^T``, ``grad`` and ``grad^T`` and the primal-dual
-residuals come for free.
+divergence ``KL(y; Ax)`` (Poisson data). It is :class:`~tikhon.solvers.primal_dual.
+ChambollePock` on ``K = stack([A, Gradient])`` with ``f = separable_sum([D, L21(w
+lam)])`` and ``g = NonNegative()``, the two dual blocks balanced by their own
+steps; the numba kernels of ``Radon``, ``Gradient`` and ``L21``'s projection do
+the work, and one iteration costs one application of ``A``, ``A^T``, ``grad`` and
+``grad^T``.
 
 :func:`space_variant_weights` turns an estimate of the image (or of its gradient
 magnitude) into the per-pixel weights of space-variant TV (Morotti, Evangelista,
@@ -26,22 +27,21 @@ import contextlib
 import math
 
 import numpy as np
-from tikhon.operators._backend import (
-    all_finite,
-    as_finite_real,
-    check_real_floating,
-    full,
-    is_torch,
-    norm,
-    torch_module,
-    vdot,
-)
-from tikhon.operators._kernels.prox_helpers import as_like, xp_sqrt, xp_where
-from tikhon.operators.base import LinearOperator
-from tikhon.solvers._loop import iterate
-from tikhon.solvers._result import Result
 
-__all__ = ["tv_reconstruction", "space_variant_weights"]
+from tikhon._core.arrays import as_like, copy, full, is_torch, torch_module, xp_sqrt
+from tikhon._core.checks import (
+    check_bool,
+    check_callable,
+    check_choice,
+    check_finite_array,
+    check_nonneg,
+    check_positive,
+    check_real,
+)
+from tikhon._core.loop import run
+from tikhon.operators.base import LinearOperator
+
+__all__ = ["tv_reconstruction", "space_variant_weights", "tv_problem"]
 
 # Default sigma/tau balance of the fixed-ratio mode; found by a sweep on
 # Shepp-Logan and random-ellipse phantoms (64^2 to 256^2, 30-90 angles,
@@ -57,34 +57,6 @@ def _gradient_operator(shape):
     return Gradient(shape)
 
 
-_as_real = as_finite_real
-
-
-def _check_image_array(arr, shape, name, where, like, nonneg=False):
-    """``arr`` validated and cast to ``like``'s backend, dtype and device (once, before the loop)."""
-    arr = check_real_floating(arr, name, where)
-    if tuple(arr.shape) != tuple(shape):
-        raise ValueError(f"{where}: {name} has shape {tuple(arr.shape)}, expected {tuple(shape)}")
-    if not all_finite(arr):
-        raise ValueError(f"{where}: {name} must be finite (found NaN or inf)")
-    if nonneg and bool((arr < 0).any()):
-        raise ValueError(f"{where}: {name} must be nonnegative")
-    out = as_like(arr, like)
-    # as_like may return the caller's own array: the loop must never write into
-    # it; and no autograd graph may grow through thousands of iterations
-    return out.detach().clone() if is_torch(out) else out.copy()
-
-
-def _gradient_abs_colsum(shape):
-    """Column sums of |grad| (forward differences, Neumann): how many differences touch a pixel."""
-    out = np.zeros(shape)
-    for axis, n in enumerate(shape):
-        idx = np.arange(n)
-        count = (idx < n - 1).astype(float) + (idx > 0).astype(float)
-        out += count.reshape([-1 if a == axis else 1 for a in range(len(shape))])
-    return out
-
-
 def _group_norm(g):
     """Pixel-wise Euclidean norm over the first axis (the gradient components)."""
     if is_torch(g):
@@ -92,66 +64,92 @@ def _group_norm(g):
     return np.sqrt(np.einsum("i...,i...->...", g, g))
 
 
-def _norms(*arrays):
-    """Euclidean norms as Python floats; on a device, one sync for all of them."""
-    if is_torch(arrays[0]):
-        torch = torch_module()
-        return torch.stack([torch.linalg.vector_norm(a, dtype=torch.float64) for a in arrays]).tolist()
-    # BLAS-free (see tikhon.operators._backend): these sit between numba kernels
-    return [norm(a) for a in arrays]
+def _image_input(arr, shape, name, where, like, nonneg=False):
+    """``arr`` validated and cast to ``like``'s backend, dtype and device (once, before the loop)."""
+    arr = check_finite_array(arr, name, where, shape=shape, nonneg=nonneg)
+    out = as_like(arr, like)
+    # as_like may return the caller's own array: the loop must never write into
+    # it; and no autograd graph may grow through thousands of iterations
+    return out.detach().clone() if is_torch(out) else out.copy()
 
 
-def _clamp_nonneg_(x):
-    """``x <- max(x, 0)`` in place."""
-    if is_torch(x):
-        x.clamp_(min=0)
+def tv_problem(A, y, lam, weights=None, nonneg=True, data="l2", step_ratio=None,
+               precondition=False, where="tv_problem"):
+    """The Chambolle-Pock solver and steps of a (weighted) TV reconstruction.
+
+    Builds ``K = stack([A, Gradient])``, ``f = separable_sum([D(. ; y),
+    L21(axis=0, weights=lam * w)])`` and ``g = NonNegative()`` (or ``Zero()``),
+    with the block-balanced steps of :func:`tv_reconstruction`. This is what
+    :func:`tv_reconstruction` runs; unrolled (learned) reconstructions call
+    the same solver's ``step``, and a tensor ``weights`` or ``lam`` that
+    requires grad keeps the graph through those steps.
+
+    Parameters
+    ----------
+    A, y, lam, weights, nonneg, data, step_ratio, precondition
+        As in :func:`tv_reconstruction` (``y`` and ``weights`` are used as
+        given: a tensor keeps its graph).
+
+    Returns
+    -------
+    solver : ChambollePock
+    steps : dict
+        ``tau`` and ``sigma`` (per block) for ``solver.init``, and ``nu``,
+        ``ratio``, ``norm_K``.
+    """
+    from tikhon.operators import stack
+    from tikhon.operators.prox import L21, KullbackLeibler, NonNegative, SquaredL2, Zero, separable_sum
+    from tikhon.solvers.primal_dual import ChambollePock
+
+    shape = tuple(A.in_shape)
+    adaptive = isinstance(step_ratio, str) and step_ratio == "adaptive"
+    if step_ratio is None or adaptive:
+        ratio = _DEFAULT_RATIO
+    elif isinstance(step_ratio, str):
+        raise ValueError(f"{where}: step_ratio must be None, 'adaptive' or a positive number, got {step_ratio!r}")
     else:
-        np.maximum(x, 0, out=x)
+        ratio = check_positive(step_ratio, "step_ratio", where)
+    G = _gradient_operator(shape)
+    norm_A = A.norm(like=y) * _NORM_MARGIN
+    if norm_A == 0:
+        raise ValueError(f"{where}: A is the zero operator")
+    norm_G = 2.0 * math.sqrt(len(shape))
+    # blocks balanced as in K = [A; nu grad] with nu = ||A|| / ||grad||: the
+    # gradient block's dual step is nu^2 times the data block's (a rescaling of
+    # its dual variable), so the TV functional needs no scaled operator
+    nu = norm_A / norm_G
+    fit = SquaredL2(b=y) if data == "l2" else KullbackLeibler(b=y)
+    tv = L21(axis=0, weights=lam if weights is None else lam * weights)
+    K = stack([A, G])
+    solver = ChambollePock(K, separable_sum([fit, tv], K), NonNegative() if nonneg else Zero(),
+                           adaptive=adaptive)
+    if precondition:
+        try:
+            absA = A.abs()
+        except NotImplementedError as exc:
+            raise ValueError(
+                f"{where}: precondition=True needs A.abs() (|A| for the diagonal steps); "
+                f"{A._label()} does not provide it"
+            ) from exc
+        # [PC11] with alpha = 1 on [A; nu grad]; the gradient block's rows each
+        # hold two entries +-nu, its dual step 1 / (2 nu) becomes nu / 2 here
+        rows = absA.forward(full(shape, 1.0, y))
+        cols = absA.adjoint(full(A.out_shape, 1.0, y)) + nu * G.abs().adjoint(full(G.out_shape, 1.0, y))
+        tau = 1.0 / _positive_or_one(cols) / ratio
+        sigma = (1.0 / _positive_or_one(rows) * ratio, 0.5 * nu * ratio)
+        L = 1.0
+    else:
+        L = math.sqrt(norm_A**2 + (nu * norm_G) ** 2)
+        tau = 1.0 / (ratio * L)
+        sigma = (ratio / L, nu * nu * ratio / L)
+    return solver, {"tau": tau, "sigma": sigma, "nu": nu, "ratio": ratio, "norm_K": L}
 
 
-def _ball_scale(mag, radius):
-    """Factor projecting vectors of norm ``mag`` onto the balls of radii ``radius``."""
-    if is_torch(mag):
-        # the unselected branch may hold 0 / 0 where a weight vanishes; where() drops it
-        return torch_module().where(mag > radius, radius / mag, 1.0)
-    return np.divide(radius, mag, out=np.ones_like(mag), where=mag > radius)
-
-
-def _kl_value(z, y):
-    """KL(y; z) = sum z - y + y log(y / z), with 0 log 0 = 0.
-
-    Where ``z <= 0`` and ``y > 0`` the divergence is infinite; the monitor
-    floors ``z`` at a tiny positive value instead so that the history stays
-    finite during the first iterations (the iteration itself is unaffected).
-    """
-    if is_torch(z):
-        torch = torch_module()
-        z, y = z.double(), y.double()
-        zs = z.clamp_min(1e-300)
-        return float((zs - y).sum() + (torch.xlogy(y, y) - torch.xlogy(y, zs)).sum())
-    from scipy.special import xlogy
-
-    zs = np.maximum(z, 1e-300, dtype=np.float64)
-    return float(np.sum(zs - y, dtype=np.float64) + np.sum(xlogy(y, y) - xlogy(y, zs)))
-
-
-def _relative(num, den):
-    """``num / den``; 0 when both vanish, 1 (not converged) when only ``den`` does.
-
-    A non-finite numerator stays non-finite, so the loop stops on divergence.
-    """
-    if not math.isfinite(num):
-        return math.inf
-    if den > 0 and math.isfinite(num / den):
-        return num / den
-    return 0.0 if num == 0 else 1.0
-
-
-class _State:
-    __slots__ = (
-        "x", "Ax", "Gx", "p", "q", "ATp", "GTq", "tau", "sigma_p", "sigma_q",
-        "alpha", "res_primal", "res_dual", "k",
-    )
+def _positive_or_one(v):
+    """``v`` with its zero entries replaced by 1 (rows of A that see no pixel keep a unit step)."""
+    if is_torch(v):
+        return torch_module().where(v > 0, v, torch_module().ones_like(v))
+    return np.where(v > 0, v, 1.0)
 
 
 def tv_reconstruction(
@@ -218,7 +216,8 @@ def tv_reconstruction(
         step ratio then multiplies the diagonal steps.
     callback : callable, optional
         ``callback(state) -> bool`` after each iteration; True stops. The state
-        has ``x``, ``p`` (data dual), ``q`` (TV dual), ``tau``, ``k``.
+        is a :class:`~tikhon.solvers.primal_dual.PDHGState`: ``x``, ``y =
+        [p, q]`` (data and TV duals), ``tau``, ``k``.
     progress : bool
         Show a tqdm progress bar.
     check_every : int
@@ -227,216 +226,76 @@ def tv_reconstruction(
     Returns
     -------
     Result
-        ``x`` (the image), ``dual = (p, q)``, ``history`` with ``objective``,
-        ``residual`` (the stopping criterion), ``primal_residual``,
-        ``dual_residual`` and ``step_ratio``; ``steps`` holds the final
-        ``tau``, ``sigma`` and ``nu``; ``info["residual"]`` is the criterion
-        at the last check (residuals are computed only at checks, so after a
-        callback stop between checks it is that of an earlier iterate, and
-        ``inf`` before the first check).
+        ``x`` (the image), ``dual = (p, q)`` (``q`` the dual of the gradient,
+        ``||q_i|| <= lam w_i``), ``history`` with ``objective``, ``residual``
+        (the stopping criterion), ``primal_residual``, ``dual_residual`` and
+        ``step_ratio``; ``steps`` holds the final ``tau``, ``sigma`` (of the
+        data block) and ``nu``; ``info["residual"]`` is the criterion at the
+        returned iterate.
 
     Notes
     -----
     The blocks of ``K = [A; nu grad]`` are balanced with
-    ``nu = ||A|| / ||grad||`` (``||grad||^2 <= 4 d`` in ``d`` dimensions), and
-    the TV term becomes ``(lam / nu) sum_i w_i ||z_i||`` on ``z = nu grad x``.
-    One iteration is ``x+ = P(x - tau K^T u)``, ``u+ = prox_{sigma F*}(u +
-    sigma K(2x+ - x))``. Its residuals (Goldstein, Li, Yuan 2015) are
-
-    ``P = (x - x+) / tau - K^T(u - u+)`` and ``D = (u - u+) / sigma + K(x+ - x)``,
-
-    made relative as ``|P| / (|A^T p+| + |nu grad^T q+|)`` and
-    ``|D| / |K x+|``; the criterion is the larger of the two. ``tol = 1e-4``
-    gives reconstructions whose PSNR no longer changes visibly; tighter tolerances
-    (1e-6) reach objective values within ~1e-5 of an interior-point solver.
+    ``nu = ||A|| / ||grad||`` (``||grad||^2 <= 4 d`` in ``d`` dimensions),
+    carried out as a dual step ``nu^2 sigma`` for the gradient block of
+    ``[A; grad]``. The iteration is :func:`~tikhon.solvers.chambolle_pock`'s
+    (dual step first, ``theta = 1``) and so is its criterion: the larger of
+    the relative primal residual and the per-block relative dual residuals
+    ([GEB15]). ``tol = 1e-4`` gives reconstructions whose PSNR no longer
+    changes visibly; tighter tolerances (1e-6) reach objective values within
+    ~1e-5 of an interior-point solver.
 
     Step balance, measured (iterations to ``tol = 1e-4``, Shepp-Logan, 1 %
-    noise): 128 x 128 / 30 views: r = 0.3: 1460, 1: 560, 3: 540, 10: 1850,
-    adaptive: 810; 256 x 256 / 60 views: r = 1: 870, 3: 830, adaptive: 1190;
-    64 x 64 weighted TV to ``tol = 1e-6``: r = 1: 5730, 3: 4060, adaptive:
-    16370; KL 24 x 24: r = 1: 5130, 3: 2180. Without the block balancing
-    (``nu = 1``) the TV block's steps are far too small for CT.
+    noise, with the primal-first iteration and block-summed residuals of
+    tikhon 0.1): 128 x 128 / 30 views: r = 0.3: 1460, 1: 560, 3: 540, 10:
+    1850, adaptive: 810; 256 x 256 / 60 views: r = 1: 870, 3: 830, adaptive:
+    1190; 64 x 64 weighted TV to ``tol = 1e-6``: r = 1: 5730, 3: 4060,
+    adaptive: 16370; KL 24 x 24: r = 1: 5130, 3: 2180. Without the block
+    balancing (``nu = 1``) the TV block's steps are far too small for CT.
     """
     where = "tv_reconstruction"
     if not isinstance(A, LinearOperator):
         raise TypeError(f"{where}: A must be a LinearOperator, got {type(A).__name__}")
-    y = check_real_floating(y, "y", where)
-    if tuple(y.shape) != tuple(A.out_shape):
-        raise ValueError(f"{where}: y has shape {tuple(y.shape)}, expected A.out_shape {A.out_shape}")
-    if not all_finite(y):
-        raise ValueError(f"{where}: y must be finite (found NaN or inf)")
+    y = check_finite_array(y, "y", where, shape=A.out_shape)
     if is_torch(y):
         # the loop works on the data tensor's device: detach it from any graph once
         y = y.detach()
-    lam = _as_real(lam, "lam", where)
-    if lam < 0:
-        raise ValueError(f"{where}: lam must be >= 0, got {lam}")
-    if data not in ("l2", "kl"):
-        raise ValueError(f"{where}: data must be 'l2' or 'kl', got {data!r}")
+    lam = check_nonneg(lam, "lam", where)
+    check_choice(data, ("l2", "kl"), "data", where)
     if data == "kl" and bool((y < 0).any()):
         raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
     shape = tuple(A.in_shape)
-    if weights is None:
-        w = full(shape, 1.0, y)
-    else:
-        w = _check_image_array(weights, shape, "weights", where, y, nonneg=True)
+    w = None if weights is None else _image_input(weights, shape, "weights", where, y, nonneg=True)
     if x0 is None:
         x = full(shape, 0.0, y)
     else:
-        x = _check_image_array(x0, shape, "x0", where, y)
-        if nonneg:
-            _clamp_nonneg_(x)
-    adaptive = isinstance(step_ratio, str) and step_ratio == "adaptive"
-    if step_ratio is None or adaptive:
-        ratio = _DEFAULT_RATIO
-    elif isinstance(step_ratio, str):
-        raise ValueError(f"{where}: step_ratio must be None, 'adaptive' or a positive number, got {step_ratio!r}")
-    else:
-        ratio = _as_real(step_ratio, "step_ratio", where)
-        if ratio <= 0:
-            raise ValueError(f"{where}: step_ratio must be > 0, got {ratio}")
-    if not isinstance(nonneg, (bool, np.bool_)):
-        raise TypeError(f"{where}: nonneg must be a bool, got {type(nonneg).__name__}")
-    if callback is not None and not callable(callback):
-        raise TypeError(f"{where}: callback must be callable")
-
-    G = _gradient_operator(shape)
-    norm_A = A.norm(like=y) * _NORM_MARGIN
-    if norm_A == 0:
-        raise ValueError(f"{where}: A is the zero operator")
-    norm_G = 2.0 * math.sqrt(len(shape))
-    nu = norm_A / norm_G
-    radius = (lam / nu) * w  # pointwise bound on the TV dual variable q
-
-    s = _State()
-    s.x = x
-    s.Ax = A._forward(x)
-    s.Gx = G._forward(x)
-    s.p = full(A.out_shape, 0.0, y)
-    s.q = full((len(shape),) + shape, 0.0, y)
-    s.ATp = full(shape, 0.0, y)
-    s.GTq = full(shape, 0.0, y)
-    s.alpha = 0.5
-    s.res_primal = s.res_dual = math.inf
-    s.k = 0
-    if precondition:
-        try:
-            absA = A.abs()
-        except NotImplementedError as exc:
-            raise ValueError(
-                f"{where}: precondition=True needs A.abs() (|A| for the diagonal steps); "
-                f"{A._label()} does not provide it"
-            ) from exc
-        rows = absA._forward(full(shape, 1.0, y))
-        cols = absA._adjoint(full(A.out_shape, 1.0, y)) + nu * as_like(_gradient_abs_colsum(shape), y)
-        # rows of A that see no pixel keep a unit step: their dual is never driven
-        tau0 = 1.0 / xp_where(cols > 0, cols, 1.0)
-        sp0 = 1.0 / xp_where(rows > 0, rows, 1.0)
-        sq0 = 1.0 / (2.0 * nu)
-        s.tau, s.sigma_p, s.sigma_q = tau0 / ratio, sp0 * ratio, sq0 * ratio
-        L = 1.0
-    else:
-        L = math.sqrt(norm_A**2 + (nu * norm_G) ** 2)
-        s.tau, s.sigma_p = 1.0 / (ratio * L), ratio / L
-        s.sigma_q = s.sigma_p
-    ratio_now = [ratio]
-
-    def step(s):
-        x_old, Ax_old, Gx_old, p_old, q_old = s.x, s.Ax, s.Gx, s.p, s.q
-        ATp_old, GTq_old = s.ATp, s.GTq
-        tau, sp, sq = s.tau, s.sigma_p, s.sigma_q
-        x_new = x_old - tau * (ATp_old + nu * GTq_old)
-        if nonneg:
-            _clamp_nonneg_(x_new)
-        Ax_new = A._forward(x_new)
-        Gx_new = G._forward(x_new)
-        # dual step at the extrapolated point 2 x+ - x (theta = 1)
-        v = p_old + sp * (2.0 * Ax_new - Ax_old)
-        if data == "l2":
-            p_new = (v - sp * y) / (1.0 + sp)
-        else:
-            p_new = 0.5 * (v + 1.0 - xp_sqrt((v - 1.0) ** 2 + 4.0 * sp * y))
-        q_new = q_old + (sq * nu) * (2.0 * Gx_new - Gx_old)
-        # projection onto the weighted ball ||q_i|| <= (lam / nu) w_i
-        q_new *= _ball_scale(_group_norm(q_new), radius)
-        ATp_new = A._adjoint(p_new)
-        GTq_new = G._adjoint(q_new)
-
-        s.k += 1
-        # the residuals cost about a third of an iteration in memory traffic and,
-        # on a GPU, a device sync: compute them only where they are read
-        if (adaptive and s.alpha > 1e-3) or s.k % check_every == 0 or s.k == max_iter:
-            # Goldstein et al., reusing the maps already computed
-            P = (x_old - x_new) / tau - (ATp_old - ATp_new) - nu * (GTq_old - GTq_new)
-            Dp = (p_old - p_new) / sp + (Ax_new - Ax_old)
-            Dq = (q_old - q_new) / sq + nu * (Gx_new - Gx_old)
-            n_ATp, n_GTq, n_Ax, n_Gx, n_P, n_Dp, n_Dq = _norms(ATp_new, GTq_new, Ax_new, Gx_new, P, Dp, Dq)
-            s.res_primal = _relative(n_P, n_ATp + nu * n_GTq)
-            s.res_dual = _relative(math.hypot(n_Dp, n_Dq), math.hypot(n_Ax, nu * n_Gx))
-
-        s.x, s.Ax, s.Gx, s.p, s.q, s.ATp, s.GTq = x_new, Ax_new, Gx_new, p_new, q_new, ATp_new, GTq_new
-        if adaptive and s.alpha > 1e-3:
-            # residual balancing: a larger primal residual asks for a larger tau
-            delta = 1.5
-            if s.res_primal > delta * s.res_dual:
-                f = 1.0 / (1.0 - s.alpha)
-            elif s.res_primal < s.res_dual / delta:
-                f = 1.0 - s.alpha
-            else:
-                f = None
-            if f is not None:
-                s.tau = s.tau * f
-                s.sigma_p = s.sigma_p / f
-                s.sigma_q = s.sigma_q / f
-                ratio_now[0] /= f
-                s.alpha *= 0.95
-        return s
-
-    def objective(s):
-        if data == "l2":
-            r = s.Ax - y
-            fit = 0.5 * vdot(r, r)
-        else:
-            fit = _kl_value(s.Ax, y)
-        return fit + lam * float((w * _group_norm(s.Gx)).sum())
-
-    def monitor(s):
-        return {
-            "objective": objective(s),
-            "residual": max(s.res_primal, s.res_dual),
-            "primal_residual": s.res_primal,
-            "dual_residual": s.res_dual,
-            "step_ratio": ratio_now[0],
-        }
+        x = _image_input(x0, shape, "x0", where, y)
+    nonneg = check_bool(nonneg, "nonneg", where)
+    if nonneg:
+        x = x.clamp(min=0) if is_torch(x) else np.maximum(x, 0)
+    check_callable(callback, "callback", where)
+    solver, steps = tv_problem(A, y, lam, w, nonneg, data, step_ratio, precondition, where)
+    solver.name = where
 
     # an operator holding trainable tensors must not record a graph either
     with torch_module().no_grad() if is_torch(y) else contextlib.nullcontext():
-        s, outcome = iterate(
-            s,
-            step,
-            monitor,
-            criterion="residual",
-            tol=tol,
-            max_iter=max_iter,
-            callback=callback,
-            progress=progress,
-            check_every=check_every,
-            name="tv_reconstruction",
-        )
-    tau_out = s.tau if isinstance(s.tau, float) else float(s.tau.max())
-    sigma_out = s.sigma_p if isinstance(s.sigma_p, float) else float(s.sigma_p.max())
-    return Result(
-        x=s.x,
-        converged=outcome.converged,
-        n_iter=outcome.n_iter,
-        message=outcome.message,
-        history=outcome.history,
-        elapsed=outcome.elapsed,
-        steps={"tau": tau_out, "sigma": sigma_out, "nu": float(nu),
-               "step_ratio": float(ratio_now[0]), "norm_K": float(L)},
-        dual=(s.p, s.q),
-        info={"objective": objective(s), "residual": max(s.res_primal, s.res_dual),
-              "lam": lam, "data": data},
+        state = solver.init(x, tau=steps["tau"], sigma=list(steps["sigma"]))
+        state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
+                             progress=progress, check_every=check_every)
+        objective = solver.objective(state)
+        residual = max(solver.residuals(state))
+    history = outcome.history
+    balance = history.pop("step_balance", np.ones_like(history["time"]))
+    history["step_ratio"] = steps["ratio"] / balance
+    tau, sigma = state.tau_used, state.sigma_used[0]
+    return outcome.result(
+        state.x,
+        steps={"tau": tau if isinstance(tau, float) else float(tau.max()),
+               "sigma": sigma if isinstance(sigma, float) else float(sigma.max()),
+               "nu": float(steps["nu"]), "step_ratio": float(steps["ratio"] / state.balance),
+               "norm_K": float(steps["norm_K"])},
+        dual=tuple(state.y),
+        info={"objective": objective, "residual": residual, "lam": lam, "data": data},
     )
 
 
@@ -480,14 +339,12 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
     where = "space_variant_weights"
     if kind not in ("image", "gradient"):
         raise ValueError(f"{where}: kind must be 'image' or 'gradient', got {kind!r}")
-    est = check_real_floating(estimate, "estimate", where)
-    if not all_finite(est):
-        raise ValueError(f"{where}: estimate must be finite (found NaN or inf)")
+    est = check_finite_array(estimate, "estimate", where)
     if is_torch(est):
         est = est.detach()
     else:
         est = np.asarray(est, dtype=np.float64)
-    p = _as_real(p, "p", where)
+    p = check_real(p, "p", where)
     if not 0 < p <= 1:
         raise ValueError(f"{where}: p must be in (0, 1], got {p}")
     if kind == "image":
@@ -497,13 +354,13 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
             raise ValueError(f"{where}: a gradient-magnitude estimate must be nonnegative")
         g = est
     if eta is None:
-        frac = _as_real(eta_fraction, "eta_fraction", where)
+        frac = check_real(eta_fraction, "eta_fraction", where)
         if frac <= 0:
             raise ValueError(f"{where}: eta_fraction must be > 0, got {frac}")
         gmax = float(g.max()) if math.prod(g.shape) else 0.0
         eta = frac * gmax if gmax > 0 else 1.0
     else:
-        eta = _as_real(eta, "eta", where)
+        eta = check_real(eta, "eta", where)
         if eta <= 0:
             raise ValueError(f"{where}: eta must be > 0, got {eta}")
     if p == 1:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch
+from tikhon._core.arrays import is_torch
 
 __all__ = ["fbp", "tv", "wtv", "learned", "default_lam", "estimate_noise_sigma", "METHODS"]
 

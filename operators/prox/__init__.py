@@ -28,6 +28,8 @@ __getattr__, __dir__, __all__ = attach(
         "L1Ball": "indicators",
         "L2Ball": "indicators",
         "Zero": "indicators",
+        "SmoothFunctional": "smooth",
+        "smooth_functional": "smooth",
     },
     eager={
         name: None

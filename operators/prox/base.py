@@ -14,8 +14,8 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import all_finite, check_real_floating, is_torch, torch_module, vdot
-from tikhon.operators._kernels.prox_helpers import ParamCache
+from tikhon._core.arrays import ParamCache, all_finite, copy, is_torch, torch_module, vdot
+from tikhon._core.checks import check_real_floating, check_step
 
 __all__ = ["Functional", "ScaledFunctional", "ShiftedFunctional", "Conjugate", "SeparableSum", "separable_sum"]
 
@@ -26,24 +26,50 @@ def any_nonzero(x) -> bool:
     return bool(np.any(x != 0))
 
 
-def check_step(tau, where):
-    """Validate a step size: a positive finite scalar, or an array/tensor of them."""
-    if isinstance(tau, numbers.Real) and not isinstance(tau, bool):
-        if not (math.isfinite(tau) and tau > 0):
-            raise ValueError(f"{where}: tau must be positive and finite, got {tau!r}")
-        return float(tau)
-    if is_torch(tau):
-        if not bool(torch_module().isfinite(tau).all()) or not bool((tau > 0).all()):
-            raise ValueError(f"{where}: tau must be positive and finite everywhere")
+def indicator_tol(x):
+    """Feasibility tolerance of the indicators: relative, and dtype aware.
+
+    ``1e-9`` in float64 and ``1e-4`` in float32 (relative to the scale of the
+    constraint); a projected point is always accepted as feasible.
+    """
+    dt = x.dtype
+    if is_torch(x):
+        single = dt == torch_module().float32
+    else:
+        single = np.dtype(dt) == np.float32
+    return 1e-4 if single else 1e-9
+
+
+def scalar_tau(tau, where):
+    """Reduce a step to a Python float; an array step must be constant."""
+    if isinstance(tau, float):
         return tau
-    arr = np.asarray(tau)
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{where}: tau must be a real number or array, got {type(tau).__name__}")
-    if arr.ndim == 0:
-        return check_step(float(arr), where)
-    if not (np.isfinite(arr).all() and (arr > 0).all()):
-        raise ValueError(f"{where}: tau must be positive and finite everywhere")
-    return arr.astype(np.float64, copy=False)
+    if is_torch(tau):
+        lo, hi = float(tau.min()), float(tau.max())
+    else:
+        lo, hi = float(np.min(tau)), float(np.max(tau))
+    if lo != hi:
+        raise ValueError(f"{where}: tau must be a scalar (or a constant array) for this functional")
+    return lo
+
+
+def _scale_factor(c):
+    """A functional's scale: a float ``>= 0``, or a 0-d tensor (a learnable weight, graph kept)."""
+    if is_torch(c):
+        if c.ndim != 0:
+            raise ValueError(f"a functional can only be scaled by a scalar, got a tensor of shape {tuple(c.shape)}")
+        value = float(c.detach())
+    else:
+        c = value = float(c)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"a functional can only be scaled by a finite c >= 0, got {value!r}")
+    return c, value
+
+
+def _is_scalar(c):
+    if is_torch(c):
+        return c.ndim == 0
+    return isinstance(c, numbers.Real) and not isinstance(c, bool)
 
 
 class Functional:
@@ -62,6 +88,17 @@ class Functional:
     fixed_step : bool
         The prox ignores ``tau`` (as a learned proximal network does); solvers
         that need ``prox_{tau f}`` for varying ``tau`` refuse such a functional.
+    grad_with_value : bool
+        Evaluating the value also yields the gradient at no extra cost (one
+        shared pass, as for a likelihood computed by an inner solver); solvers
+        that need the value at a trial point then keep its gradient too.
+
+    Notes
+    -----
+    On torch tensors the private maps keep the autograd graph through the
+    input, through tensor parameters (weights, data) and through tensor
+    steps ``tau`` and scale factors (``theta * f`` with a 0-d tensor
+    ``theta``), so that unrolled solver steps can be differentiated.
     """
 
     is_convex = True
@@ -69,6 +106,7 @@ class Functional:
     lipschitz = None
     strong_convexity = 0.0
     fixed_step = False
+    grad_with_value = False
 
     # -- to implement ---------------------------------------------------------
     def _call(self, x):
@@ -82,6 +120,10 @@ class Functional:
 
     def _conj_call(self, x):
         raise NotImplementedError(f"the conjugate of {self._label()} has no closed-form value")
+
+    def _value_and_grad(self, x):
+        # members override this when value and gradient share a pass
+        return self._call(x), self._grad(x)
 
     # -- public ---------------------------------------------------------------
     def __call__(self, x):
@@ -115,6 +157,19 @@ class Functional:
         x = check_real_floating(x, "x", f"{self._label()}.grad")
         return self._grad(x)
 
+    def value_and_grad(self, x):
+        """Value and gradient of a smooth functional, ``(f(x), grad f(x))``.
+
+        The value is a float for NumPy input and a 0-d tensor for a tensor
+        (the graph kept); members whose value and gradient share a pass
+        compute both at once.
+        """
+        if not self.is_smooth:
+            raise NotImplementedError(f"{self._label()} is not smooth: use its prox")
+        x = check_real_floating(x, "x", f"{self._label()}.value_and_grad")
+        value, grad = self._value_and_grad(x)
+        return (value if is_torch(value) else float(value)), grad
+
     @property
     def conj(self):
         """The convex conjugate ``f*`` (its prox by the Moreau identity)."""
@@ -125,7 +180,8 @@ class Functional:
         return ShiftedFunctional(self, b)
 
     def __mul__(self, c):
-        if isinstance(c, numbers.Real) and not isinstance(c, bool):
+        """``c * f`` for a real ``c >= 0`` or a 0-d tensor (a learnable weight)."""
+        if _is_scalar(c):
             return ScaledFunctional(self, c)
         return NotImplemented
 
@@ -139,52 +195,61 @@ class Functional:
 
 
 class ScaledFunctional(Functional):
-    """``c * f`` for a scalar ``c >= 0``."""
+    """``c * f`` for a scalar ``c >= 0``: a float, or a 0-d tensor whose graph is kept.
+
+    The flags (``lipschitz``, ``strong_convexity``) use the value of ``c`` at
+    construction; the maps use ``c`` itself, so a tensor ``c`` that requires
+    grad receives gradients through values, proxes and gradients.
+    """
 
     def __init__(self, f, c):
-        c = float(c)
-        if not (math.isfinite(c) and c >= 0):
-            raise ValueError(f"a functional can only be scaled by a finite c >= 0, got {c!r}")
+        c, value = _scale_factor(c)
         if f.fixed_step:
             raise ValueError(
                 f"{f._label()} has a fixed step (its prox ignores tau), so it cannot be scaled"
             )
         self.f, self.c = f, c
+        self._zero = value == 0.0 and not is_torch(c)
         self.is_convex = f.is_convex
         self.is_smooth = f.is_smooth
-        self.lipschitz = None if f.lipschitz is None else c * f.lipschitz
-        self.strong_convexity = c * f.strong_convexity
+        self.grad_with_value = f.grad_with_value
+        self.lipschitz = None if f.lipschitz is None else value * f.lipschitz
+        self.strong_convexity = value * f.strong_convexity
 
     def _call(self, x):
-        if self.c == 0:
+        if self._zero:
             return 0.0
         return self.c * self.f._call(x)
 
     def _prox(self, x, tau):
-        if self.c == 0:
-            return x.clone() if is_torch(x) else x.copy()
+        if self._zero:
+            return copy(x)
         return self.f._prox(x, tau * self.c)
 
     def _grad(self, x):
         return self.c * self.f._grad(x)
 
+    def _value_and_grad(self, x):
+        value, grad = self.f._value_and_grad(x)
+        return self.c * value, self.c * grad
+
     @property
     def conj(self):
-        if self.c == 0 or not self.f.is_convex:
+        if self._zero or not self.f.is_convex:
             return Conjugate(self)
         # (c f)* = c f*( . / c): keeps the closed-form conjugate of f (e.g. the
         # projection of L21's dual ball) instead of the generic Moreau route
         return Dilated(self.f.conj, self.c)
 
     def _conj_call(self, x):
-        if self.c == 0:
+        if self._zero:
             # the conjugate of the zero function is the indicator of {0}
             return 0.0 if not any_nonzero(x) else float("inf")
         # (c f)*(y) = c f*(y / c)
         return self.c * self.f._conj_call(x / self.c)
 
     def _label(self):
-        return f"{self.c:g} * {self.f._label()}"
+        return f"{_scale_factor(self.c)[1]:g} * {self.f._label()}"
 
 
 class Dilated(Functional):
@@ -194,11 +259,12 @@ class Dilated(Functional):
     """
 
     def __init__(self, g, c):
-        self.g, self.c = g, float(c)
+        c, value = _scale_factor(c)
+        self.g, self.c = g, c
         self.is_convex = g.is_convex
         self.is_smooth = g.is_smooth
-        self.lipschitz = None if g.lipschitz is None else g.lipschitz / self.c
-        self.strong_convexity = g.strong_convexity / self.c
+        self.lipschitz = None if g.lipschitz is None else g.lipschitz / value
+        self.strong_convexity = g.strong_convexity / value
 
     @property
     def conj(self):
@@ -217,7 +283,8 @@ class Dilated(Functional):
         return self.c * self.g._conj_call(x)
 
     def _label(self):
-        return f"{self.c:g} * {self.g._label()}(. / {self.c:g})"
+        c = _scale_factor(self.c)[1]
+        return f"{c:g} * {self.g._label()}(. / {c:g})"
 
 
 class ShiftedFunctional(Functional):

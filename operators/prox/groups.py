@@ -7,18 +7,11 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, norm, torch_module
+from tikhon._core.arrays import is_torch, norm, torch_module
 from tikhon.operators._kernels import prox_numba
-from tikhon.operators._kernels.prox_helpers import (
-    ParamCache,
-    as_like,
-    check_param,
-    indicator_tol,
-    scalar_tau,
-    xp_maximum0,
-    xp_sqrt,
-    xp_where,
-)
+from tikhon._core.arrays import ParamCache, as_like, xp_maximum0, xp_sqrt, xp_where
+from tikhon._core.checks import check_param
+from tikhon.operators.prox.base import indicator_tol, scalar_tau
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["L2", "L21", "L21Conjugate", "SumOfNorms"]

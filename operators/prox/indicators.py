@@ -3,7 +3,7 @@
 Every indicator is 0 on its set and ``inf`` outside. Membership is tested with
 a small relative tolerance (``1e-9`` in float64, ``1e-4`` in float32, relative
 to the scale of the constraint, see
-:func:`~tikhon.operators._kernels.prox_helpers.indicator_tol`) so that a
+:func:`~tikhon.operators.prox.base.indicator_tol`) so that a
 projected point always counts as feasible despite rounding. The prox ignores
 ``tau`` (a projection does not depend on the step), but ``tau`` is still
 validated.
@@ -16,17 +16,10 @@ import numbers
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, norm, torch_module
-from tikhon.operators._kernels.prox_helpers import (
-    ParamCache,
-    check_param,
-    copy,
-    indicator_tol,
-    xp_clip,
-    xp_maximum0,
-    xp_sign,
-    xp_where,
-)
+from tikhon._core.arrays import is_torch, norm, torch_module
+from tikhon._core.arrays import ParamCache, copy, xp_clip, xp_maximum0, xp_sign, xp_where
+from tikhon._core.checks import check_param
+from tikhon.operators.prox.base import indicator_tol
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["NonNegative", "Box", "Simplex", "L1Ball", "L2Ball", "Zero"]

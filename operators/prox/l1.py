@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
-from tikhon.operators._kernels.prox_helpers import (
-    ParamCache,
-    as_like,
-    check_param,
-    xp_maximum0,
-    xp_sign,
-    xp_where,
-)
+from tikhon._core.arrays import is_torch, torch_module
+from tikhon._core.arrays import ParamCache, as_like, xp_maximum0, xp_sign, xp_where
+from tikhon._core.checks import check_param
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["L1", "L0"]

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
-from tikhon.operators._kernels.prox_helpers import indicator_tol, scalar_tau
+from tikhon._core.arrays import is_torch, torch_module
+from tikhon.operators.prox.base import indicator_tol, scalar_tau
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["NuclearNorm"]

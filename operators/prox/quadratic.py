@@ -7,14 +7,10 @@ import warnings
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module, vdot
-from tikhon.operators._kernels.prox_helpers import (
-    ParamCache,
-    as_like,
-    check_param,
-    indicator_tol,
-    xp_where,
-)
+from tikhon._core.arrays import is_torch, torch_module, vdot
+from tikhon._core.arrays import ParamCache, as_like, xp_where
+from tikhon._core.checks import check_param
+from tikhon.operators.prox.base import indicator_tol
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["SquaredL2", "Huber"]

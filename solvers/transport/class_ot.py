@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
 from tikhon.solvers._loop import ConvergenceWarning, check_tolerance, iterate
 from tikhon.solvers._result import Result
 

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module, vdot
-from tikhon.operators._kernels.prox_helpers import copy, xp_maximum0, xp_sign, xp_where
+from tikhon._core.arrays import is_torch, torch_module, vdot
+from tikhon._core.arrays import copy, xp_maximum0, xp_sign, xp_where
 from tikhon.operators.prox.l1 import L1
 from tikhon.solvers._loop import LoopOutcome, check_tolerance, iterate
 from tikhon.solvers._result import Result

@@ -26,7 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from tikhon.operators._backend import is_torch, torch_module
+from tikhon._core.arrays import is_torch, torch_module
 from tikhon.solvers._loop import ConvergenceWarning, check_tolerance
 from tikhon.solvers._result import Result
 

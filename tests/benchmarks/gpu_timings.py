@@ -180,7 +180,7 @@ def measure(device="cuda", sizes=(512, 1024), n_angles=180, iters=50, dtype="flo
     import torch
 
     from tikhon._ct_methods import default_lam
-    from tikhon.operators._backend import is_torch
+    from tikhon._core.arrays import is_torch
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():

@@ -9,7 +9,7 @@ import pytest
 from tikhon.operators import MatrixOperator
 from tikhon.operators.prox import L1, Functional, SquaredL2
 from tikhon.solvers import ConvergenceWarning, fista, iht, ista
-from tikhon.solvers.first_order import fista_init, fista_step
+from tikhon.solvers.first_order import ProximalGradient
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -124,9 +124,10 @@ def test_fista_torch_matches_numpy(lasso):
 
 def test_step_functions_unroll(lasso):
     f, g, ref, p = lasso
-    state = fista_init(f, g, np.zeros(p))
+    solver = ProximalGradient(f, g, accelerate=True)
+    state = solver.init(np.zeros(p))
     for _ in range(3000):
-        state = fista_step(state)
+        state = solver.step(state)
     assert _rel(state.x, ref) <= 1e-6
 
 

@@ -10,7 +10,7 @@ from tikhon.operators import Gradient, MatrixOperator
 from tikhon.operators.base import LinearOperator
 from tikhon.operators.prox import L1, L21, Box, Functional, SquaredL2
 from tikhon.solvers import ConvergenceWarning, chambolle_pock
-from tikhon.solvers.primal_dual import chambolle_pock_init, chambolle_pock_step
+from tikhon.solvers.primal_dual import ChambollePock
 
 LAM = 0.15
 
@@ -163,10 +163,11 @@ def test_one_operator_pair_per_iteration(tv_reference):
 
     K, f, g = _tv_problem(b)
     Kc = Counting(K)
-    state = chambolle_pock_init(Kc, f, g, tau=0.3, sigma=0.3)
+    solver = ChambollePock(Kc, f, g)
+    state = solver.init(tau=0.3, sigma=0.3)
     n0 = (Kc.n_fwd, Kc.n_adj)
     for _ in range(10):
-        state = chambolle_pock_step(state)
+        state = solver.step(state)
     assert (Kc.n_fwd - n0[0], Kc.n_adj - n0[1]) == (10, 10)
     # the monitor reuses the cached products
     Kc.n_fwd = Kc.n_adj = 0

@@ -127,7 +127,7 @@ def test_validation_on_tensors(problem):
         tv_reconstruction(A, y_t.to(torch.int64), 0.1)
     bad = y_t.clone()
     bad[0, 0] = float("inf")
-    with pytest.raises(ValueError, match="y must be finite"):
+    with pytest.raises(ValueError, match="y contains NaN or inf"):
         tv_reconstruction(A, bad, 0.1)
     with pytest.raises(ValueError, match="weights must be nonnegative"):
         tv_reconstruction(A, y_t, 0.1, weights=-torch.ones(A.in_shape, dtype=torch.float64))

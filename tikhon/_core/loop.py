@@ -1,0 +1,229 @@
+"""The solver protocol and the one loop that drives every iterative method.
+
+A solver is an object holding the *configuration* of a method (its functionals,
+operators and fixed options) with four methods:
+
+``init(...) -> state``
+    The initial state: a dataclass of arrays and counters only (subclass of
+    :class:`State`), never the configuration.
+``step(state, **hyper) -> state``
+    One iteration. Hyperparameters (step sizes, thresholds, regularization
+    weights) may be passed per call, as floats or as torch tensors that
+    require grad; a step never reads a tensor back to the host unless the
+    method itself needs a scalar decision (backtracking, adaptive steps).
+    The step may update ``state`` in place and returns it.
+``monitor(state) -> dict``
+    The scalars worth recording at a check, including ``solver.criterion``.
+``optimality(x, **hyper)`` (where the method has one)
+    The fixed-point residual that vanishes at a solution, for implicit
+    differentiation.
+
+and three hooks with defaults: ``due(state, check_every)`` (is this iteration a
+check?), ``done(state, record, tol)`` (does the record meet the tolerance?) and
+``finish(state, status)`` (a last touch to the state once the loop stopped).
+:func:`run` drives any such object.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tikhon._core.checks import check_callable, check_positive_int, check_tolerance
+from tikhon._core.result import Result
+
+__all__ = ["ConvergenceWarning", "State", "Solver", "Outcome", "run", "warn_unconverged"]
+
+
+class ConvergenceWarning(UserWarning):
+    """A solver reached ``max_iter`` without meeting its tolerance."""
+
+
+@dataclass
+class State:
+    """Base of every solver state: ``k`` counts the iterations done."""
+
+    k: int = 0
+
+
+class Solver:
+    """Base of the solver protocol (see the module docstring).
+
+    Subclasses set ``name`` (used in messages) and ``criterion`` (the key of
+    :meth:`monitor`'s record that is tested against the tolerance).
+    """
+
+    name = "solver"
+    criterion = "change"
+
+    def init(self, *args, **kwargs):  # pragma: no cover - the protocol's signature
+        raise NotImplementedError(f"{type(self).__name__} does not implement init")
+
+    def step(self, state, **hyper):  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} does not implement step")
+
+    def monitor(self, state):  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} does not implement monitor")
+
+    def due(self, state, check_every):
+        """Whether the iteration just done is a check (monitor, history, stopping test)."""
+        return state.k % check_every == 0
+
+    def done(self, state, record, tol):
+        """Whether ``record`` (from :meth:`monitor`) meets the tolerance."""
+        return record[self.criterion] <= tol
+
+    def finish(self, state, status):
+        """The state to return once the loop stopped with ``status``."""
+        return state
+
+
+@dataclass
+class Outcome:
+    """How a run ended; :meth:`result` turns it into the solver's :class:`Result`."""
+
+    status: str
+    n_iter: int
+    message: str
+    history: dict = field(default_factory=dict)
+    elapsed: float = 0.0
+
+    @property
+    def converged(self):
+        return self.status == "converged"
+
+    def result(self, x, *, steps=None, dual=None, info=None):
+        """The :class:`Result` of this run (the one place a solver's result is built)."""
+        return Result(
+            x=x,
+            converged=self.converged,
+            n_iter=self.n_iter,
+            message=self.message,
+            history=self.history,
+            elapsed=self.elapsed,
+            steps={} if steps is None else steps,
+            dual=dual,
+            info={} if info is None else info,
+            status=self.status,
+        )
+
+
+def _caller_stacklevel():
+    """``stacklevel`` that points a warning at the first frame outside tikhon."""
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("tikhon."):
+        level += 1
+        frame = frame.f_back
+    return level
+
+
+def warn_unconverged(message):
+    """Warn with :class:`ConvergenceWarning`, pointing at the user's call."""
+    warnings.warn(message, ConvergenceWarning, stacklevel=_caller_stacklevel())
+
+
+def _is_nan(value):
+    return isinstance(value, float) and math.isnan(value)
+
+
+def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_every=1,
+        hyper=None, warn=True):
+    """Run ``solver.step`` from ``state`` until the tolerance, ``max_iter``, NaN or the callback.
+
+    Parameters
+    ----------
+    solver : Solver
+        The method (see the module docstring for the protocol).
+    state : State
+        From ``solver.init``.
+    tol : float
+        Tolerance passed to ``solver.done`` (default test:
+        ``record[solver.criterion] <= tol``).
+    max_iter : int
+        Iteration budget; the last iteration is always a check.
+    callback : callable, optional
+        ``callback(state) -> bool`` after every iteration; True stops.
+    progress : bool
+        Show a tqdm progress bar.
+    check_every : int
+        Passed to ``solver.due`` (default: a check every this many iterations).
+        A check may cost as much as an iteration, and on a GPU it syncs.
+    hyper : dict, optional
+        Keyword hyperparameters passed to every ``solver.step``.
+    warn : bool
+        Emit a :class:`ConvergenceWarning` when ``max_iter`` is reached.
+
+    Returns
+    -------
+    state, Outcome
+        ``Outcome.status`` is ``"converged"``, ``"max_iter"``, ``"nonfinite"``
+        (NaN in a record, or a non-finite criterion: the iterates diverged or
+        the input is invalid) or ``"callback"``.
+    """
+    name = solver.name
+    criterion = solver.criterion
+    max_iter = check_positive_int(max_iter, "max_iter", name)
+    check_every = check_positive_int(check_every, "check_every", name)
+    tol = check_tolerance(tol, "tol", name)
+    check_callable(callback, "callback", name)
+    hyper = {} if hyper is None else dict(hyper)
+    history = {"iteration": [], "time": []}
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=max_iter, desc=name, leave=False)
+    t0 = time.perf_counter()
+    status = "max_iter"
+    message = None
+    last = math.nan
+    n_iter = 0
+    try:
+        for k in range(1, max_iter + 1):
+            state = solver.step(state, **hyper)
+            n_iter = k
+            if k == max_iter or solver.due(state, check_every):
+                record = {key: float(v) for key, v in solver.monitor(state).items()}
+                history["iteration"].append(k)
+                history["time"].append(time.perf_counter() - t0)
+                for key, value in record.items():
+                    history.setdefault(key, []).append(value)
+                last = record.get(criterion, math.nan)
+                # +inf is a legitimate value of a recorded objective (an indicator
+                # not yet satisfied); NaN anywhere, or a non-finite criterion, is not
+                bad = [key for key, v in record.items()
+                       if _is_nan(v) or (key == criterion and not math.isfinite(v))]
+                if bad:
+                    status = "nonfinite"
+                    message = (f"{name}: stopped at iteration {k}: non-finite {', '.join(bad)} "
+                               "(the iterates diverged or the input is invalid)")
+                    break
+                if bar is not None:
+                    bar.set_postfix({criterion: f"{last:.2e}"}, refresh=False)
+                if solver.done(state, record, tol):
+                    status = "converged"
+                    message = f"{name}: converged, {criterion} = {last:.3g} <= tol = {tol:g}"
+                    break
+            if bar is not None:
+                bar.update(1)
+            if callback is not None and callback(state):
+                status = "callback"
+                message = f"{name}: stopped by the callback at iteration {k}"
+                break
+    finally:
+        if bar is not None:
+            bar.close()
+    state = solver.finish(state, status)
+    if status == "max_iter":
+        message = (f"{name}: reached max_iter={max_iter} without meeting tol={tol:g} on "
+                   f"{criterion} (last {last:.3g})")
+        if warn:
+            warn_unconverged(message)
+    elapsed = time.perf_counter() - t0
+    history = {key: np.asarray(v, dtype=float) for key, v in history.items()}
+    return state, Outcome(status, n_iter, message, history, elapsed)
