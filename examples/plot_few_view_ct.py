@@ -13,7 +13,7 @@ reconstructed by
 
 Every regularised method is run to convergence (relative primal-dual residual
 ``<= tol``) at each lambda of a small log-spaced grid around its default
-(``tikhon._ct_methods.default_lam``); the grid is extended while the best
+(``tikhon.solvers.default_tv_lam``); the grid is extended while the best
 lambda sits on its edge. The table reports the best PSNR per method with its
 SSIM, lambda, iterations and seconds; the figure shows the reconstructions and
 error maps of the 60-view, 1 % case.
@@ -32,11 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from tikhon import _ct_methods as ctm
 from tikhon.data import shepp_logan, simulate_sinogram
 from tikhon.metrics import psnr, ssim
 from tikhon.operators import Radon
-from tikhon.solvers import ConvergenceWarning, space_variant_weights, tv_reconstruction
+from tikhon.solvers import ConvergenceWarning, default_tv_lam, space_variant_weights, tv_reconstruction
 
 
 def _solve(A, y, lam, weights=None, x0=None, tol=1e-4, max_iter=3000):
@@ -89,9 +88,9 @@ def compare(n=256, n_angles=60, noise=0.01, seed=0, tol=1e-4, extra=False, verbo
     rows["FBP"] = dict(x=x_fbp, lam=float("nan"), n_iter=0, seconds=time.perf_counter() - t0,
                        psnr=psnr(x_fbp, x_true, data_range=1.0), ssim=ssim(x_fbp, x_true, data_range=1.0))
 
-    rows["TV"] = best_lambda(A, y, x_true, ctm.default_lam(A, y, "tv"), tol=tol)
-    w = space_variant_weights(rows["TV"]["x"], p=ctm._P, eta_fraction=ctm._ETA_FRACTION["wtv"])
-    rows["wTV (pilot)"] = best_lambda(A, y, x_true, ctm.default_lam(A, y, "wtv"), weights=w,
+    rows["TV"] = best_lambda(A, y, x_true, default_tv_lam(y), tol=tol)
+    w = space_variant_weights(rows["TV"]["x"])
+    rows["wTV (pilot)"] = best_lambda(A, y, x_true, default_tv_lam(y, weighted=True), weights=w,
                                       x0=rows["TV"]["x"], tol=tol)
     rows["wTV (pilot)"]["seconds"] += rows["TV"]["seconds"]
     rows["wTV (pilot)"]["n_iter"] += rows["TV"]["n_iter"]
@@ -108,10 +107,9 @@ def compare(n=256, n_angles=60, noise=0.01, seed=0, tol=1e-4, extra=False, verbo
                 variants += [("wTV (image-only net)", load_weights(image_only), "image")]
         for name, net, source in variants:
             t1 = time.perf_counter()
-            wl = weights_from_network(net, x_fbp, p=ctm._P, eta_fraction=ctm._ETA_FRACTION["learned"],
-                                      source=source)
+            wl = weights_from_network(net, x_fbp, source=source)
             t_net = time.perf_counter() - t1
-            rows[name] = best_lambda(A, y, x_true, ctm.default_lam(A, y, "learned"), weights=wl, tol=tol)
+            rows[name] = best_lambda(A, y, x_true, default_tv_lam(y, weighted=True), weights=wl, tol=tol)
             rows[name]["seconds"] += t_net
     if verbose:
         print(format_table(rows, title=f"{n}x{n}, {n_angles} views, {100 * noise:g}% noise"))

@@ -1,4 +1,8 @@
-"""tikhon.learned: torch modules that plug into tikhon's operator and prox interfaces."""
+"""tikhon.learned: torch modules that plug into tikhon's operator and prox interfaces.
+
+Public names are those of ``__init__.pyi``, loaded on first use (see
+``tikhon.operators``); importing this package needs torch.
+"""
 
 if __name__ != "tikhon.learned":  # pragma: no cover - guard against a wrong import
     raise ImportError(
@@ -7,20 +11,10 @@ if __name__ != "tikhon.learned":  # pragma: no cover - guard against a wrong imp
         "'import tikhon.learned' instead of 'import learned'"
     )
 
-from tikhon._lazy import attach
+import lazy_loader as _lazy
+
 from tikhon._core.arrays import require_torch as _require_torch
 
 _require_torch()
 
-__getattr__, __dir__, __all__ = attach(
-    __name__,
-    {
-        "TVWeightNet": "tv_weights",
-        "weights_from_network": "tv_weights",
-        "train_tv_weight_net": "tv_weights",
-        "elastic_loss": "tv_weights",
-        "make_training_set": "tv_weights",
-        "load_weights": "tv_weights",
-        "save_weights": "tv_weights",
-    },
-)
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

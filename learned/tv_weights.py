@@ -5,7 +5,8 @@ learning techniques in few-view tomographic imaging"), a small network maps a
 quick reconstruction (filtered backprojection) to an estimate of the image and
 of its gradient magnitude; the gradient estimate is turned into the per-pixel
 weights of space-variant TV by :func:`tikhon.solvers.space_variant_weights`,
-and the (convex) weighted-TV problem is then solved as usual.
+and the (convex) weighted-TV problem is then solved as usual:
+:func:`learned_wtv_reconstruction` is that recipe, as ``tikhon demo`` runs it.
 
 The network is trained with the "elastic" loss
 ``||x - x_true||^2 + beta * || g - |grad x_true| ||^2`` on random-ellipse
@@ -15,6 +16,7 @@ phantoms (never on Shepp-Logan); ``beta = 0`` trains an image-only variant.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -24,9 +26,17 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from tikhon._core.checks import (
+    check_choice,
+    check_finite_array,
+    check_nonneg,
+    check_positive_int,
+)
+
 __all__ = [
     "TVWeightNet",
     "weights_from_network",
+    "learned_wtv_reconstruction",
     "make_training_set",
     "train_tv_weight_net",
     "elastic_loss",
@@ -94,9 +104,7 @@ class TVWeightNet(nn.Module):
 
     def __init__(self, width=16):
         super().__init__()
-        if int(width) < 1:
-            raise ValueError(f"TVWeightNet: width must be a positive integer, got {width!r}")
-        c = int(width)
+        c = check_positive_int(width, "width", "TVWeightNet")
         self.width = c
         self.enc1 = _block(1, c)
         self.enc2 = _block(c, 2 * c)
@@ -171,17 +179,11 @@ class TVWeightNet(nn.Module):
         where = "TVWeightNet.predict"
         is_tensor = isinstance(fbp_image, torch.Tensor)
         if is_tensor:
-            if fbp_image.dtype not in (torch.float32, torch.float64):
-                raise TypeError(f"{where}: fbp_image must be a float32 or float64 tensor, got {fbp_image.dtype}")
-            arr = fbp_image.detach()
-            finite = bool(torch.isfinite(arr).all())
+            arr = check_finite_array(fbp_image, "fbp_image", where).detach()
         else:
-            arr = np.asarray(fbp_image, dtype=np.float64)
-            finite = bool(np.isfinite(arr).all())
+            arr = check_finite_array(np.asarray(fbp_image, dtype=np.float64), "fbp_image", where)
         if arr.ndim != 2:
             raise ValueError(f"{where}: fbp_image must be 2-D, got shape {tuple(arr.shape)}")
-        if not finite:
-            raise ValueError(f"{where}: fbp_image must be finite")
         scale = self._scale(arr)
         param = next(self.parameters())
         if is_tensor:
@@ -288,12 +290,61 @@ def weights_from_network(net, fbp_image, eta=None, p=0.5, source="gradient", eta
     """
     from tikhon.solvers.tomography import space_variant_weights
 
-    if source not in ("gradient", "image"):
-        raise ValueError(f"weights_from_network: source must be 'gradient' or 'image', got {source!r}")
+    check_choice(source, ("gradient", "image"), "source", "weights_from_network")
     image, grad = net.predict(fbp_image)
     if source == "gradient":
         return space_variant_weights(grad, eta=eta, p=p, kind="gradient", eta_fraction=eta_fraction)
     return space_variant_weights(image, eta=eta, p=p, kind="image", eta_fraction=eta_fraction)
+
+
+@functools.lru_cache(maxsize=None)
+def _pretrained_on(device):
+    """The pretrained network on ``device`` (a string), loaded once per device."""
+    return TVWeightNet.pretrained(map_location=device)
+
+
+def learned_wtv_reconstruction(A, y, lam=None, net=None, p=0.5, eta_fraction=0.05,
+                               tol=1e-4, max_iter=5000, progress=False):
+    """Space-variant TV with weights from a :class:`TVWeightNet` applied to the FBP image.
+
+    The network maps ``A.fbp(y)`` to an image and a gradient-magnitude
+    estimate; the gradient channel gives the weights
+    (:func:`tikhon.solvers.space_variant_weights` with ``kind="gradient"``;
+    measured better than weights from the image channel) and the image
+    channel, clipped at zero, the starting point of
+    :func:`tikhon.solvers.tv_reconstruction` (least squares, ``x >= 0``).
+
+    Parameters
+    ----------
+    A : Radon
+        The projector (any operator with ``fbp``).
+    y : numpy.ndarray or torch.Tensor
+        Sinogram of shape ``A.out_shape``; a tensor is reconstructed on its
+        device, network included.
+    lam : float, optional
+        TV weight; default ``tikhon.solvers.default_tv_lam(y, weighted=True)``.
+    net : TVWeightNet, optional
+        Default: the pretrained network (:meth:`TVWeightNet.pretrained`), on
+        ``y``'s device, loaded once per device.
+    p, eta_fraction : float
+        As in :func:`tikhon.solvers.space_variant_weights`.
+    tol, max_iter, progress
+        As in :func:`tikhon.solvers.tv_reconstruction`.
+
+    Returns
+    -------
+    Result
+        Of the weighted-TV solve (``n_iter`` counts its iterations; the
+        network's time is not in ``elapsed``).
+    """
+    from tikhon.solvers.tomography import default_tv_lam, space_variant_weights, tv_reconstruction
+
+    if net is None:
+        net = _pretrained_on(str(y.device) if isinstance(y, torch.Tensor) else "cpu")
+    lam = default_tv_lam(y, weighted=True) if lam is None else check_nonneg(lam, "lam", "learned_wtv_reconstruction")
+    image, grad = net.predict(A.fbp(y))
+    w = space_variant_weights(grad, p=p, kind="gradient", eta_fraction=eta_fraction)
+    return tv_reconstruction(A, y, lam, weights=w, x0=image, tol=tol, max_iter=max_iter, progress=progress)
 
 
 def elastic_loss(output, target, beta=1.0):
@@ -313,8 +364,7 @@ def elastic_loss(output, target, beta=1.0):
     torch.Tensor
         Scalar loss.
     """
-    if beta < 0:
-        raise ValueError(f"elastic_loss: beta must be >= 0, got {beta}")
+    beta = check_nonneg(beta, "beta", "elastic_loss")
     loss = F.mse_loss(output[:, :1], target)
     if beta > 0:
         loss = loss + beta * F.mse_loss(output[:, 1:2], gradient_magnitude(target))
@@ -347,7 +397,7 @@ def make_training_set(n_images, size=128, angles=(30, 90), noise=(0.005, 0.02), 
     from tikhon.operators import Radon
 
     rng = np.random.default_rng(rng)
-    n_images = int(n_images)
+    n_images = check_positive_int(n_images, "n_images", "make_training_set")
     fbp = np.empty((n_images, 1, size, size), np.float32)
     truth = np.empty_like(fbp)
     radons = {}
@@ -417,8 +467,7 @@ def train_tv_weight_net(
     truth = np.asarray(truth, dtype=np.float32)
     if fbp.shape != truth.shape or fbp.ndim != 4 or fbp.shape[1] != 1:
         raise ValueError(f"train_tv_weight_net: fbp and truth must both be (N, 1, H, W); got {fbp.shape}, {truth.shape}")
-    if beta < 0:
-        raise ValueError(f"train_tv_weight_net: beta must be >= 0, got {beta}")
+    beta = check_nonneg(beta, "beta", "train_tv_weight_net")
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))

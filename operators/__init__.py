@@ -1,7 +1,9 @@
 """tikhon.operators: linear operators and proximal operators (functionals).
 
-Public names load their module on first use, so importing this package
-compiles nothing and never imports torch.
+The public names are those imported in ``__init__.pyi``: lazy_loader reads
+that stub and loads each name's module on first use, so importing this package
+compiles nothing and never imports torch, and type checkers resolve the same
+names from the same file.
 """
 
 if __name__ != "tikhon.operators":  # pragma: no cover - guard against a wrong import
@@ -11,37 +13,6 @@ if __name__ != "tikhon.operators":  # pragma: no cover - guard against a wrong i
         "'import tikhon.operators' instead of 'import operators'"
     )
 
-from tikhon._lazy import attach
-from tikhon.operators.base import (
-    AdjointOperator,
-    Composition,
-    LinearOperator,
-    Scaled,
-    Stacked,
-    Sum,
-    aslinearoperator,
-    dot_test,
-    stack,
-)
+import lazy_loader as _lazy
 
-__getattr__, __dir__, __all__ = attach(
-    __name__,
-    {
-        "Identity": "basic",
-        "Diagonal": "basic",
-        "MatrixOperator": "basic",
-        "Mask": "basic",
-        "Gradient": "gradient",
-        "Convolution": "convolution",
-        "SobolevWeight": "sobolev",
-        "TubalProduct": "tubal",
-        "Radon": "radon",
-    },
-    eager={
-        name: None
-        for name in (
-            "LinearOperator", "AdjointOperator", "Composition", "Sum", "Scaled",
-            "Stacked", "stack", "dot_test", "aslinearoperator",
-        )
-    },
-)
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -16,7 +16,7 @@ import numbers
 import numpy as np
 
 from tikhon._core.arrays import is_torch, torch_module, vdot
-from tikhon._core.checks import check_real_floating
+from tikhon._core.checks import check_choice, check_float_dtype, check_real_floating
 from tikhon._core.arrays import norm as _backend_norm
 
 __all__ = [
@@ -473,11 +473,8 @@ def dot_test(A, dtype=None, rng=0, rtol=None, backend="numpy", device="cpu", rai
     float
         The relative error ``|<Ax, y> - <x, A^T y>| / max(|<Ax, y>|, |<x, A^T y>|)``.
     """
-    dtype = np.dtype(A.dtype if dtype is None else dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dot_test: dtype must be float32 or float64, got {dtype}")
-    if backend not in ("numpy", "torch"):
-        raise ValueError(f"dot_test: backend must be 'numpy' or 'torch', got {backend!r}")
+    dtype = check_float_dtype(A.dtype if dtype is None else dtype, "dtype", "dot_test")
+    check_choice(backend, ("numpy", "torch"), "backend", "dot_test")
     if rtol is None:
         rtol = 1e-10 if dtype == np.float64 else 1e-4
     rng = np.random.default_rng(rng)

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from tikhon._core.arrays import is_torch, torch_module
-from tikhon._core.checks import check_real
+from tikhon._core.checks import check_float_dtype, check_real
 from tikhon.operators.base import LinearOperator
 
 __all__ = ["Radon", "FBP_FILTERS"]
@@ -174,9 +174,7 @@ class Radon(LinearOperator):
         center = tuple(_finite_float(c, "center") for c in center)
         det_center = float(n_det // 2) if det_center is None else _finite_float(det_center, "det_center")
 
-        dtype = np.dtype(dtype)
-        if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-            raise TypeError(f"Radon: dtype must be float32 or float64, got {dtype}")
+        dtype = check_float_dtype(dtype, "dtype", "Radon")
         super().__init__((n_rows, n_cols), (angles.size, n_det), dtype)
         self.image_shape = (n_rows, n_cols)
         self.angles = angles

@@ -1,4 +1,8 @@
-"""tikhon.solvers: algorithms and the problems built on them."""
+"""tikhon.solvers: algorithms and the problems built on them.
+
+Public names are those of ``__init__.pyi``, loaded on first use (see
+``tikhon.operators``).
+"""
 
 if __name__ != "tikhon.solvers":  # pragma: no cover - guard against a wrong import
     raise ImportError(
@@ -7,22 +11,6 @@ if __name__ != "tikhon.solvers":  # pragma: no cover - guard against a wrong imp
         "'import tikhon.solvers' instead of 'import solvers'"
     )
 
-from tikhon._lazy import attach
-from tikhon._core.loop import ConvergenceWarning
-from tikhon._core.result import Result
+import lazy_loader as _lazy
 
-__getattr__, __dir__, __all__ = attach(
-    __name__,
-    {
-        "ista": "first_order",
-        "fista": "first_order",
-        "iht": "first_order",
-        "chambolle_pock": "primal_dual",
-        "admm": "admm",
-        "tv_reconstruction": "tomography",
-        "space_variant_weights": "tomography",
-        "transport": "transport",
-        "bilevel": "bilevel",
-    },
-    eager={"Result": None, "ConvergenceWarning": None},
-)
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

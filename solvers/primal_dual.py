@@ -466,6 +466,13 @@ class ChambollePock(Solver):
             out["gap_or_residual"] = abs(rel) if self.gap_finite else out["residual"]
         return out
 
+    def describe(self, record):
+        if self.criterion_name == "gap" and self.gap_finite:
+            return f"relative gap = {record['gap_or_residual']:.3g}"
+        if self.criterion_name == "gap":
+            return f"residual (the gap was infinite) = {record['gap_or_residual']:.3g}"
+        return super().describe(record)
+
     def optimality(self, x, y, *, tau, sigma):
         """Fixed-point residuals ``(x - x+, y - y+)`` of one iteration from ``(x, y)``.
 
@@ -606,9 +613,6 @@ def chambolle_pock(K, f, g, x0=None, y0=None, *, tau=None, sigma=None, theta=1.0
                         step_ratio=None if adaptive else step_ratio)
     state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
                          progress=progress, check_every=check_every)
-    if criterion == "gap" and outcome.converged:
-        what = "relative gap" if solver.gap_finite else "residual (the gap was infinite)"
-        outcome.message = outcome.message.replace("gap_or_residual =", f"{what} =")
     info = {"n_infinite_gap": solver.n_infinite_gap} if criterion == "gap" else {}
     return outcome.result(state.x, steps=solver.public_steps(state), dual=solver.join(state.y),
                           info=info)

@@ -1,13 +1,23 @@
-"""Test-wide settings.
+"""Test-wide settings and shared fixtures (shared plain helpers: tests/helpers.py).
 
 torch on two shared cores ran small ops 50-400x slower with two OpenMP threads
 than with one, so tests use one thread unless they measure threading.
 """
 
+import contextlib
 import os
+import sys
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+# --import-mode=importlib puts no test folder on sys.path: this makes
+# ``import helpers`` work from every folder under tests/ (appended, so that the
+# test folders, named like the subpackages, shadow nothing)
+sys.path.append(str(Path(__file__).resolve().parent))
 
 
 def pytest_configure(config):
@@ -24,9 +34,19 @@ def pytest_configure(config):
     torch.set_num_threads(1)
 
 
-import contextlib
+@pytest.fixture(scope="module")
+def single_numba_thread():
+    """One numba thread for a module (``pytestmark = pytest.mark.usefixtures(...)``).
 
-import pytest
+    Parallel kernels on the tests' small arrays only pay thread wake-ups on a
+    shared machine.
+    """
+    import numba
+
+    old = numba.get_num_threads()
+    numba.set_num_threads(1)
+    yield
+    numba.set_num_threads(old)
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
 """The tikhon command line: demo and reconstruct, in process and as ``python -m tikhon``."""
 
+import dataclasses
 import os
 import re
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -12,6 +14,7 @@ from tikhon.cli import METHODS, build_parser, main
 from tikhon.data import shepp_logan, simulate_sinogram
 from tikhon.metrics import psnr
 from tikhon.operators import Radon
+from tikhon.solvers import ConvergenceWarning, Result
 
 
 def table_value(text, method, column):
@@ -93,8 +96,28 @@ def test_method_registry_signature():
     assert {"fbp", "tv", "wtv", "learned"} <= set(METHODS)
     A = Radon((16, 16), np.linspace(0, np.pi, 10, endpoint=False))
     args = build_parser().parse_args(["demo"])
-    img, n_iter = METHODS["fbp"](A, A(np.ones((16, 16))), args)
-    assert img.shape == (16, 16) and n_iter == 0
+    res = METHODS["fbp"](A, A(np.ones((16, 16))), args)
+    assert isinstance(res, Result)
+    assert res.x.shape == (16, 16) and res.n_iter == 0 and res.status == "converged"
+
+
+def test_unconverged_mark_comes_from_the_status(tmp_path, capsys, monkeypatch):
+    def stalled(A, sinogram, args):  # no warning, status max_iter: marked
+        return dataclasses.replace(METHODS["fbp"](A, sinogram, args), status="max_iter", converged=False)
+
+    def noisy(A, sinogram, args):  # a ConvergenceWarning, status converged: not marked
+        warnings.warn("inner solve stopped early", ConvergenceWarning)
+        return METHODS["fbp"](A, sinogram, args)
+
+    monkeypatch.setitem(METHODS, "stalled", stalled)
+    monkeypatch.setitem(METHODS, "noisy", noisy)
+    common = ["demo", "--size", "32", "--angles", "8", "--no-figure", "--quiet"]
+    assert main(common + ["--methods", "stalled", "--out", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^stalled\s.*\s0\*\s", out, re.M) and "stopped at --max-iter" in out
+    assert main(common + ["--methods", "noisy", "--out", str(tmp_path / "b")]) == 0
+    out = capsys.readouterr().out
+    assert table_value(out, "noisy", "iter") == 0 and "*" not in out
 
 
 @pytest.fixture(scope="module")

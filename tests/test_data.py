@@ -7,6 +7,7 @@ from skimage.transform import resize
 
 from tikhon.data import (
     ellipse_sinogram,
+    estimate_noise_sigma,
     random_ellipses,
     rasterize_ellipses,
     shepp_logan,
@@ -241,3 +242,18 @@ def test_simulate_errors(setup):
         simulate_sinogram(bad, angles)
     with pytest.raises(ValueError, match="non-negative"):
         simulate_sinogram(-x, angles, noise="poisson")
+
+
+def test_estimate_noise_sigma():
+    rng = np.random.default_rng(3)
+    # second differences remove any part linear along the detector
+    ramp = np.outer(rng.uniform(1, 5, 40), np.linspace(0, 30, 91))
+    noisy = ramp + 0.05 * rng.standard_normal(ramp.shape)
+    assert estimate_noise_sigma(noisy) == pytest.approx(0.05, rel=0.05)
+    assert estimate_noise_sigma(ramp) < 1e-12
+    torch = pytest.importorskip("torch")
+    assert estimate_noise_sigma(torch.from_numpy(noisy)) == estimate_noise_sigma(noisy)
+    with pytest.raises(ValueError, match="n_det >= 3"):
+        estimate_noise_sigma(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="n_det >= 3"):
+        estimate_noise_sigma(np.zeros(10))

@@ -6,11 +6,14 @@ iterations / seconds and saves the reconstructions (``.npy``) and a figure.
 ``tikhon reconstruct`` reconstructs a sinogram stored in a ``.npy`` or TIFF file.
 
 Methods live in :data:`METHODS`, a dict ``name -> function(A, sinogram, args)
--> (image, n_iter)`` where ``A`` is the :class:`~tikhon.operators.Radon`
-operator, ``sinogram`` a NumPy array of shape ``A.out_shape`` and ``args`` the
-parsed command-line namespace (``args.lam``, ``args.max_iter``, ``args.tol``,
-``args.device``: with ``--device cuda`` the built-in methods run on float32
-tensors on the GPU and hand back NumPy images).
+-> Result`` where ``A`` is the :class:`~tikhon.operators.Radon` operator,
+``sinogram`` a NumPy array of shape ``A.out_shape``, ``args`` the parsed
+command-line namespace (``args.lam``, ``args.max_iter``, ``args.tol``,
+``args.device``) and the :class:`~tikhon.solvers.Result` holds the image
+(``x``), ``n_iter`` and ``status``; a run that did not converge is marked in
+the table. The built-in methods are the public recipes of
+:mod:`tikhon.solvers.tomography` and :mod:`tikhon.learned`; with ``--device
+cuda`` they run on float32 tensors on the GPU and hand back NumPy images.
 A method whose optional dependency is missing raises :class:`MethodUnavailable`
 and is skipped with a note; :func:`register_method` adds one.
 """
@@ -18,6 +21,7 @@ and is skipped with a note; :func:`register_method` adds one.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import sys
 import time
@@ -25,6 +29,10 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+from tikhon._core.arrays import all_finite, to_host
+from tikhon._core.checks import check_nonneg, check_positive, check_positive_int
+from tikhon._core.loop import ConvergenceWarning
 
 __all__ = ["main", "build_parser", "METHODS", "register_method", "MethodUnavailable"]
 
@@ -45,7 +53,7 @@ DESCRIPTIONS: dict = {}
 
 
 def register_method(name, func=None, description=""):
-    """Register ``func(A, sinogram, args) -> (image, n_iter)`` under ``name``.
+    """Register ``func(A, sinogram, args) -> Result`` under ``name``.
 
     Usable as a decorator (``@register_method("tv", description=...)``).
     """
@@ -57,38 +65,59 @@ def register_method(name, func=None, description=""):
     return deco if func is None else deco(func)
 
 
-def _method(name):
-    """CLI adapter for a reconstruction method of :mod:`tikhon._ct_methods`."""
+def _builtin(name, description):
+    """Register a built-in recipe; with ``--device`` it runs on a float32 tensor there."""
 
-    def run(A, sinogram, args):
-        from tikhon import _ct_methods
-
-        device = getattr(args, "device", None)
-        try:
-            if device is not None:
-                sinogram = _to_device(sinogram, device)
-            image, n_iter = _ct_methods.METHODS[name](
-                A, sinogram, lam=args.lam, max_iter=args.max_iter, tol=args.tol
-            )
-        except ImportError as exc:  # the learned method without torch
-            raise MethodUnavailable(f"needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
-        if device is not None:
+    def deco(recipe):
+        def method(A, sinogram, args):
+            device = getattr(args, "device", None)
+            if device is None:
+                return recipe(A, sinogram, args)
+            res = recipe(A, _to_device(sinogram, device), args)
             # back to host memory once, for the metrics and the files (this also
             # waits for the device, so the method's time is its real time)
-            image = image.detach().cpu().double().numpy()
-        return image, n_iter
+            return dataclasses.replace(res, x=to_host(res.x))
 
-    run.__name__ = f"_{name}"
-    return run
+        method.__name__ = recipe.__name__
+        register_method(name, method, description)
+        return method
+
+    return deco
 
 
-_fbp, _tv, _wtv, _learned = (_method(n) for n in ("fbp", "tv", "wtv", "learned"))
+def _solver_options(args):
+    return {"max_iter": args.max_iter, "tol": args.tol}
 
 
-register_method("fbp", _fbp, "filtered backprojection (Radon.fbp)")
-register_method("tv", _tv, "isotropic TV, Chambolle-Pock (tikhon.solvers.tv_reconstruction)")
-register_method("wtv", _wtv, "space-variant weighted TV from a TV pilot")
-register_method("learned", _learned, "TV with weights from a learned TVWeightNet")
+@_builtin("fbp", "filtered backprojection (Radon.fbp)")
+def _fbp(A, sinogram, args):
+    from tikhon.solvers import fbp_reconstruction
+
+    return fbp_reconstruction(A, sinogram)
+
+
+@_builtin("tv", "isotropic TV, Chambolle-Pock (tikhon.solvers.tv_reconstruction)")
+def _tv(A, sinogram, args):
+    from tikhon.solvers import default_tv_lam, tv_reconstruction
+
+    lam = default_tv_lam(sinogram) if args.lam is None else args.lam
+    return tv_reconstruction(A, sinogram, lam, **_solver_options(args))
+
+
+@_builtin("wtv", "space-variant weighted TV from a TV pilot")
+def _wtv(A, sinogram, args):
+    from tikhon.solvers import pilot_wtv_reconstruction
+
+    return pilot_wtv_reconstruction(A, sinogram, lam=args.lam, **_solver_options(args))
+
+
+@_builtin("learned", "TV with weights from a learned TVWeightNet")
+def _learned(A, sinogram, args):
+    try:
+        from tikhon.learned import learned_wtv_reconstruction
+    except ImportError as exc:
+        raise MethodUnavailable(f"needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
+    return learned_wtv_reconstruction(A, sinogram, lam=args.lam, **_solver_options(args))
 
 
 def _to_device(sinogram, device):
@@ -134,25 +163,28 @@ def _run_methods(names, A, sinogram, args, ref=None):
     for name in bar:
         bar.set_postfix_str(name)
         t0 = time.perf_counter()
-        # solver warnings would interleave with the bar; they become a table mark instead
+        # warnings would interleave with the bar: they are replayed after it; an
+        # unconverged solve is marked in the table (from Result.status) instead
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
+            warnings.simplefilter("ignore", ConvergenceWarning)
             try:
-                image, n_iter = METHODS[name](A, sinogram, args)
+                res = METHODS[name](A, sinogram, args)
             except MethodUnavailable as exc:
                 notes.append(f"skipped {name}: {exc}")
                 continue
         seconds = time.perf_counter() - t0
-        unconverged = any(w.category.__name__ == "ConvergenceWarning" for w in caught)
         for w in caught:
-            if w.category.__name__ != "ConvergenceWarning":
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        image = np.asarray(image, dtype=np.float64)
-        if not np.all(np.isfinite(image)):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+        image = np.asarray(res.x, dtype=np.float64)
+        if not all_finite(image):
             notes.append(f"{name}: the reconstruction contains NaN or inf values")
             continue
-        row = {"method": name, "iterations": int(n_iter), "seconds": seconds,
-               "converged": not unconverged}
+        if res.status == "nonfinite":
+            notes.append(f"{name}: {res.message}")
+            continue
+        row = {"method": name, "iterations": int(res.n_iter), "seconds": seconds,
+               "converged": res.converged}
         if ref is not None:
             from tikhon.metrics import psnr, ssim
 
@@ -223,10 +255,6 @@ def _cmd_demo(args):
     names = _parse_methods(args.methods)
     if args.size < 16:
         raise CLIError(f"--size must be at least 16, got {args.size}")
-    if args.angles < 1:
-        raise CLIError(f"--angles must be at least 1, got {args.angles}")
-    if not (args.noise >= 0 and math.isfinite(args.noise)):
-        raise CLIError(f"--noise must be a non-negative number, got {args.noise}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -312,19 +340,17 @@ def _cmd_reconstruct(args):
         raise CLIError(f"the sinogram must be a 2-D array (n_angles, n_det), got shape {sino.shape}")
     if args.transpose:
         sino = sino.T
-    if not np.all(np.isfinite(sino)):
+    if not all_finite(sino):
         raise CLIError("the sinogram contains NaN or inf values")
 
     if args.angles_file is not None:
         angles = _load_array(args.angles_file, "angles").ravel()
         if args.degrees:
             angles = np.deg2rad(angles)
-        if not np.all(np.isfinite(angles)):
+        if not all_finite(angles):
             raise CLIError("the angles file contains NaN or inf values")
     else:
-        if args.angles < 1:
-            raise CLIError(f"--angles must be at least 1, got {args.angles}")
-        if not (0 < args.angle_range <= 360):
+        if args.angle_range > 360:
             raise CLIError(f"--angle-range must be in (0, 360] degrees, got {args.angle_range}")
         angles = np.linspace(0.0, np.deg2rad(args.angle_range), args.angles, endpoint=False)
     n_angles, n_det = sino.shape
@@ -364,34 +390,23 @@ def _cmd_reconstruct(args):
     return 0
 
 
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {v}")
-    return v
+def _option_type(convert, check, label):
+    """An argparse ``type``: ``convert`` the text, then validate it with a tikhon check.
+
+    argparse reports a ValueError or TypeError of a type function as
+    "invalid <label> value: '<text>'", so the label names what is expected.
+    """
+
+    def parse(text):
+        return check(convert(text), "value", "tikhon")
+
+    parse.__name__ = label
+    return parse
 
 
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {v}")
-    return v
-
-
-def _nonneg_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not (v >= 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"expected a non-negative number, got {v}")
-    return v
+_positive_int = _option_type(int, check_positive_int, "positive integer")
+_positive_float = _option_type(float, check_positive, "positive number")
+_nonneg_float = _option_type(float, check_nonneg, "non-negative number")
 
 
 def build_parser():

@@ -30,6 +30,16 @@ import numbers
 
 import numpy as np
 
+from tikhon._core.arrays import is_torch, to_host
+from tikhon._core.checks import (
+    check_choice,
+    check_finite_array,
+    check_float_dtype,
+    check_int,
+    check_nonneg,
+    check_positive,
+)
+
 __all__ = [
     "shepp_logan",
     "shepp_logan_ellipses",
@@ -37,67 +47,48 @@ __all__ = [
     "rasterize_ellipses",
     "ellipse_sinogram",
     "simulate_sinogram",
+    "estimate_noise_sigma",
 ]
 
 
 # ---------------------------------------------------------------------------
 # validation helpers
 # ---------------------------------------------------------------------------
-def _check_size(n, name="n", minimum=1) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(n).__name__}")
-    if n < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {n}")
-    return int(n)
-
-
-def _check_float_dtype(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"dtype must be float32 or float64, got {dtype}")
-    return dtype
-
-
-def _image_size(image_shape) -> int:
+def _image_size(image_shape, where) -> int:
     if isinstance(image_shape, numbers.Integral) and not isinstance(image_shape, bool):
         shape = (int(image_shape), int(image_shape))
     else:
         try:
             shape = tuple(int(s) for s in image_shape)
         except TypeError as exc:
-            raise TypeError(f"image_shape must be an int or a pair of ints, got {image_shape!r}") from exc
+            raise TypeError(f"{where}: image_shape must be an int or a pair of ints, got {image_shape!r}") from exc
     if len(shape) != 2 or shape[0] != shape[1]:
-        raise ValueError(f"image_shape must be square (n, n) for ellipse phantoms, got {shape}")
-    return _check_size(shape[0], "image_shape")
+        raise ValueError(f"{where}: image_shape must be square (n, n) for ellipse phantoms, got {shape}")
+    return check_int(shape[0], "image_shape", where)
 
 
-def _check_ellipses(ellipses) -> np.ndarray:
+def _check_ellipses(ellipses, where) -> np.ndarray:
     e = np.asarray(ellipses, dtype=np.float64)
     if e.ndim == 1 and e.size == 6:
         e = e[None, :]
     if e.ndim != 2 or e.shape[1] != 6:
         raise ValueError(
-            "ellipses must be an array of shape (k, 6) with rows "
+            f"{where}: ellipses must be an array of shape (k, 6) with rows "
             f"[intensity, a, b, x0, y0, phi], got shape {e.shape}"
         )
-    if not np.all(np.isfinite(e)):
-        raise ValueError("ellipses contains NaN or inf values")
+    check_finite_array(e, "ellipses", where)
     if np.any(e[:, 1:3] <= 0):
-        raise ValueError("ellipses: the semi-axes a and b (columns 1 and 2) must be positive")
+        raise ValueError(f"{where}: ellipses: the semi-axes a and b (columns 1 and 2) must be positive")
     return e
 
 
-def _check_angles(angles) -> np.ndarray:
-    if hasattr(angles, "detach"):
-        angles = angles.detach().cpu().numpy()
-    a = np.asarray(angles, dtype=np.float64)
+def _check_angles(angles, where) -> np.ndarray:
+    a = to_host(angles)
     if a.ndim == 0:
         a = a[None]
     if a.ndim != 1 or a.size == 0:
-        raise ValueError(f"angles must be a non-empty 1-D array (radians), got shape {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise ValueError("angles contains NaN or inf values")
-    return a
+        raise ValueError(f"{where}: angles must be a non-empty 1-D array (radians), got shape {a.shape}")
+    return check_finite_array(a, "angles", where)
 
 
 def _as_generator(rng):
@@ -173,8 +164,8 @@ def shepp_logan(n=256, dtype=np.float64) -> np.ndarray:
     from skimage.data import shepp_logan_phantom
     from skimage.transform import resize
 
-    n = _check_size(n, "n", 2)
-    dtype = _check_float_dtype(dtype)
+    n = check_int(n, "n", "shepp_logan", minimum=2)
+    dtype = check_float_dtype(dtype, "dtype", "shepp_logan")
     img = shepp_logan_phantom()
     if img.shape != (n, n):
         img = resize(img, (n, n), order=1, anti_aliasing=n < img.shape[0], mode="edge")
@@ -242,10 +233,11 @@ def rasterize_ellipses(ellipses, n, supersample=4, dtype=np.float64) -> np.ndarr
     -------
     numpy.ndarray of shape (n, n)
     """
-    e = _check_ellipses(ellipses)
-    n = _check_size(n, "n")
-    s = _check_size(supersample, "supersample")
-    dtype = _check_float_dtype(dtype)
+    where = "rasterize_ellipses"
+    e = _check_ellipses(ellipses, where)
+    n = check_int(n, "n", where)
+    s = check_int(supersample, "supersample", where)
+    dtype = check_float_dtype(dtype, "dtype", where)
     return _block_mean(_ellipse_values(e, n, s), n, s).astype(dtype, copy=False)
 
 
@@ -323,10 +315,11 @@ def random_ellipses(n, rng=None, n_ellipses=(5, 12), rim=True, supersample=2,
     params : numpy.ndarray of shape (m, 6)
         Only with ``return_params=True``.
     """
-    n = _check_size(n, "n")
+    where = "random_ellipses"
+    n = check_int(n, "n", where)
     rng = _as_generator(rng)
-    dtype = _check_float_dtype(dtype)
-    supersample = _check_size(supersample, "supersample")
+    dtype = check_float_dtype(dtype, "dtype", where)
+    supersample = check_int(supersample, "supersample", where)
     if isinstance(n_ellipses, numbers.Integral):
         lo = hi = int(n_ellipses)
     else:
@@ -446,13 +439,14 @@ def ellipse_sinogram(ellipses, angles, n_det=None, image_shape=256, det_oversamp
     -------
     numpy.ndarray of shape (n_angles, n_det)
     """
-    e = _check_ellipses(ellipses)
-    theta = _check_angles(angles)
-    n = _image_size(image_shape)
-    q = _check_size(det_oversample, "det_oversample")
-    dtype = _check_float_dtype(dtype)
+    where = "ellipse_sinogram"
+    e = _check_ellipses(ellipses, where)
+    theta = _check_angles(angles, where)
+    n = _image_size(image_shape, where)
+    q = check_int(det_oversample, "det_oversample", where)
+    dtype = check_float_dtype(dtype, "dtype", where)
     if n_det is not None:
-        n_det = _check_size(n_det, "n_det")
+        n_det = check_int(n_det, "n_det", where)
     # Radon validates and fills in the geometry, so its defaults are matched exactly
     from tikhon.operators import Radon
 
@@ -524,35 +518,22 @@ def simulate_sinogram(image, angles, noise="gaussian", level=0.01, rng=None, n_d
     operator : tikhon.operators.Radon
         Only with ``return_operator=True``.
     """
-    if hasattr(image, "detach"):
+    where = "simulate_sinogram"
+    if is_torch(image):
         image = image.detach().cpu().numpy()
-    image = np.asarray(image)
-    if image.dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
-        raise TypeError(f"image must be a float32 or float64 array, got dtype {image.dtype}")
+    image = check_finite_array(image, "image", where)
     if image.ndim != 2 or image.shape[0] != image.shape[1]:
-        raise ValueError(f"image must be a square 2-D array, got shape {image.shape}")
-    if not np.all(np.isfinite(image)):
-        raise ValueError("image contains NaN or inf values")
-    theta = _check_angles(angles)
-    if noise not in ("gaussian", "poisson", None):
-        raise ValueError(f"noise must be 'gaussian', 'poisson' or None, got {noise!r}")
-    level = float(level)
-    if not np.isfinite(level) or level < 0:
-        raise ValueError(f"level must be a non-negative number, got {level}")
-    if relative_to not in ("max", "norm"):
-        raise ValueError(f"relative_to must be 'max' or 'norm', got {relative_to!r}")
-    photons = float(photons)
-    if not np.isfinite(photons) or photons <= 0:
-        raise ValueError(f"photons must be positive, got {photons}")
+        raise ValueError(f"{where}: image must be a square 2-D array, got shape {image.shape}")
+    theta = _check_angles(angles, where)
+    check_choice(noise, ("gaussian", "poisson", None), "noise", where)
+    level = check_nonneg(level, "level", where)
+    check_choice(relative_to, ("max", "norm"), "relative_to", where)
+    photons = check_positive(photons, "photons", where)
     n = image.shape[0]
-    if mu_scale is None:
-        mu_scale = 2.0 / n
-    mu_scale = float(mu_scale)
-    if not np.isfinite(mu_scale) or mu_scale <= 0:
-        raise ValueError(f"mu_scale must be positive, got {mu_scale}")
+    mu_scale = 2.0 / n if mu_scale is None else check_positive(mu_scale, "mu_scale", where)
     rng = _as_generator(rng)
 
-    A = _radon(n, theta, None if n_det is None else _check_size(n_det, "n_det"))
+    A = _radon(n, theta, None if n_det is None else check_int(n_det, "n_det", where))
     clean = np.asarray(A(image), dtype=np.float64)
     if noise == "gaussian":
         if relative_to == "max":
@@ -569,3 +550,27 @@ def simulate_sinogram(image, angles, noise="gaussian", level=0.01, rng=None, n_d
         y = clean
     y = y.astype(image.dtype, copy=False)
     return (y, A) if return_operator else y
+
+
+def estimate_noise_sigma(sinogram):
+    """Robust estimate of the standard deviation of white noise on a sinogram.
+
+    Uses the median absolute second difference along the detector axis
+    (``var = 6 sigma^2`` for white noise), which ignores the smooth part of the
+    sinogram and is little affected by its few edges.
+
+    Parameters
+    ----------
+    sinogram : numpy.ndarray or torch.Tensor
+        Shape ``(n_angles, n_det)`` with ``n_det >= 3`` (a tensor is read back
+        to the host once).
+
+    Returns
+    -------
+    float
+    """
+    y = to_host(sinogram)
+    if y.ndim != 2 or y.shape[1] < 3:
+        raise ValueError(f"estimate_noise_sigma: sinogram must be (n_angles, n_det >= 3), got shape {y.shape}")
+    d = y[:, 2:] - 2.0 * y[:, 1:-1] + y[:, :-2]
+    return float(np.median(np.abs(d)) / 0.6745 / np.sqrt(6.0))

@@ -16,25 +16,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from tikhon._core.arrays import is_torch
+from tikhon._core.checks import check_finite_array, check_positive
+
 __all__ = ["psnr", "ssim", "nmse"]
 
 
 def _to_numpy(a, name: str, where: str) -> np.ndarray:
-    """Convert an array-like or torch tensor to a finite float64 NumPy array."""
-    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, without importing torch
-        a = a.detach().cpu().numpy()
-    arr = np.asarray(a)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-        or arr.dtype == bool
-    ):
+    """A real (float, integer or bool) array or tensor as a finite float64 NumPy array."""
+    arr = a.detach().cpu().numpy() if is_torch(a) else np.asarray(a)
+    if arr.dtype.kind not in "biuf":
         raise TypeError(f"{where}: {name} must be a real numeric array, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64, copy=False)
     if arr.size == 0:
         raise ValueError(f"{where}: {name} is empty")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{where}: {name} contains NaN or inf values")
-    return arr
+    return check_finite_array(arr.astype(np.float64, copy=False), name, where)
 
 
 def _pair(x, ref, where: str):
@@ -56,10 +51,7 @@ def _data_range(ref: np.ndarray, data_range, where: str) -> float:
                 "(ref.max() - ref.min()) is 0; pass data_range explicitly"
             )
         return data_range
-    data_range = float(data_range)
-    if not np.isfinite(data_range) or data_range <= 0:
-        raise ValueError(f"{where}: data_range must be a positive finite number, got {data_range}")
-    return data_range
+    return check_positive(data_range, "data_range", where)
 
 
 def psnr(x, ref, data_range=None) -> float:

@@ -1,3 +1,9 @@
-"""tikhon.solvers.bilevel: bilevel learning of regularization parameters."""
+"""tikhon.solvers.bilevel: bilevel learning of regularization parameters.
 
-__all__ = []
+Public names are those of ``__init__.pyi``, loaded on first use (see
+``tikhon.operators``).
+"""
+
+import lazy_loader as _lazy
+
+__getattr__, __dir__, __all__ = _lazy.attach_stub(__name__, __file__)

@@ -1,4 +1,4 @@
-"""asv suites of tikhon.solvers.transport.sinkhorn."""
+"""asv suites of tikhon.solvers.transport.sinkhorn (the NumPy methods and kernel dtypes)."""
 
 import os
 import warnings

@@ -179,7 +179,7 @@ def measure(device="cuda", sizes=(512, 1024), n_angles=180, iters=50, dtype="flo
     """
     import torch
 
-    from tikhon._ct_methods import default_lam
+    from tikhon.solvers import default_tv_lam
     from tikhon._core.arrays import is_torch
 
     dev = torch.device(device)
@@ -198,7 +198,7 @@ def measure(device="cuda", sizes=(512, 1024), n_angles=180, iters=50, dtype="flo
         print(f"size {n}x{n}, {n_angles} angles, {dtype} on {dev}")
         A, x_np, y_np = _problem(n, n_angles, dtype)
         A.norm()  # cached on the operator: step sizes are not what is timed
-        lam = default_lam(A, y_np, "tv")
+        lam = default_tv_lam(y_np)
         x_t = torch.from_numpy(x_np).to(dev)
         y_t = torch.from_numpy(y_np).to(dev)
         if dev.type == "cuda":

@@ -18,7 +18,7 @@ def _problem(n, k=3, seed=0):
 
 
 def _objective(P, C, y):
-    from tikhon.solvers.transport.class_ot import class_regularizer
+    from tikhon.solvers.transport import class_regularizer
 
     return float(np.sum(C * P)) + LAM * class_regularizer(P, y)
 

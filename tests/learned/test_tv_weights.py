@@ -10,13 +10,16 @@ from tikhon.learned.tv_weights import (  # noqa: E402
     TVWeightNet,
     elastic_loss,
     gradient_magnitude,
+    learned_wtv_reconstruction,
     load_weights,
     make_training_set,
     save_weights,
     train_tv_weight_net,
     weights_from_network,
 )
+from tikhon.data import shepp_logan, simulate_sinogram  # noqa: E402
 from tikhon.operators import Gradient  # noqa: E402
+from tikhon.solvers import default_tv_lam, space_variant_weights, tv_reconstruction  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -140,5 +143,22 @@ def test_tensor_input_stays_on_device_and_matches_numpy(no_host_transfers):
     assert TVWeightNet._scale(t) == pytest.approx(TVWeightNet._scale(img), rel=1e-12)
     with pytest.raises(TypeError, match="fbp_image"):
         net.predict(t.to(torch.int32))
-    with pytest.raises(ValueError, match="finite"):
+    with pytest.raises(ValueError, match="fbp_image contains NaN or inf"):
         net.predict(torch.full((8, 8), float("nan")))
+
+
+@pytest.mark.filterwarnings("ignore::tikhon.solvers.ConvergenceWarning")  # a few iterations suffice
+def test_learned_wtv_reconstruction_is_the_pipeline():
+    angles = np.linspace(0.0, np.pi, 16, endpoint=False)
+    y, A = simulate_sinogram(shepp_logan(32), angles, level=0.01, rng=0, return_operator=True)
+    res = learned_wtv_reconstruction(A, y, max_iter=50)
+    net = TVWeightNet.pretrained()
+    image, grad = net.predict(A.fbp(y))
+    w = space_variant_weights(grad, kind="gradient")
+    ref = tv_reconstruction(A, y, default_tv_lam(y, weighted=True), weights=w, x0=np.maximum(image, 0),
+                            max_iter=50)
+    np.testing.assert_array_equal(res.x, ref.x)
+    assert res.n_iter == ref.n_iter and res.status == ref.status
+    # a tensor sinogram runs on its device, the pretrained network included
+    t = learned_wtv_reconstruction(A, torch.from_numpy(y), lam=0.5, max_iter=5)
+    assert isinstance(t.x, torch.Tensor) and t.info["lam"] == 0.5

@@ -7,10 +7,10 @@ tests exercise base.py alone (not the concrete operators of basic.py).
 import numpy as np
 import pytest
 import scipy.sparse.linalg
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import dense
 from tikhon.operators import (
     LinearOperator,
     aslinearoperator,
@@ -18,7 +18,7 @@ from tikhon.operators import (
     stack,
 )
 
-torch.set_num_threads(1)
+torch = pytest.importorskip("torch")
 
 
 class _Mat(LinearOperator):
@@ -51,13 +51,6 @@ class _Mat(LinearOperator):
         return "Mat"
 
 
-def _dense(op):
-    """Matrix of ``op`` by applying it to the unit vectors (NumPy float64)."""
-    n = int(np.prod(op.in_shape))
-    cols = [op.forward(e.reshape(op.in_shape)).reshape(-1) for e in np.eye(n)]
-    return np.stack(cols, axis=1)
-
-
 @pytest.fixture
 def mats():
     rng = np.random.default_rng(1)
@@ -69,8 +62,8 @@ def test_composition_matches_matrix_product(mats):
     A, B = _Mat(MA), _Mat(MB)
     AB = A @ B
     assert AB.in_shape == (5,) and AB.out_shape == (4,)
-    np.testing.assert_allclose(_dense(AB), MA @ MB, rtol=1e-12)
-    np.testing.assert_allclose(_dense(AB.T), (MA @ MB).T, rtol=1e-12)
+    np.testing.assert_allclose(dense(AB), MA @ MB, rtol=1e-12)
+    np.testing.assert_allclose(dense(AB.T), (MA @ MB).T, rtol=1e-12)
     dot_test(AB)
 
 
@@ -83,13 +76,13 @@ def test_composition_shape_error_names_both(mats):
 def test_sum_difference_negation_scaling(mats):
     MA, _, MC = mats
     A, C = _Mat(MA), _Mat(MC)
-    np.testing.assert_allclose(_dense(A + C), MA + MC, rtol=1e-12)
-    np.testing.assert_allclose(_dense(A - C), MA - MC, rtol=1e-12)
-    np.testing.assert_allclose(_dense(-A), -MA, rtol=1e-12)
-    np.testing.assert_allclose(_dense(2.5 * A), 2.5 * MA, rtol=1e-12)
-    np.testing.assert_allclose(_dense(A * -3), -3 * MA, rtol=1e-12)
-    np.testing.assert_allclose(_dense(A / 4), MA / 4, rtol=1e-12)
-    np.testing.assert_allclose(_dense((A - 2 * C).T), (MA - 2 * MC).T, rtol=1e-12)
+    np.testing.assert_allclose(dense(A + C), MA + MC, rtol=1e-12)
+    np.testing.assert_allclose(dense(A - C), MA - MC, rtol=1e-12)
+    np.testing.assert_allclose(dense(-A), -MA, rtol=1e-12)
+    np.testing.assert_allclose(dense(2.5 * A), 2.5 * MA, rtol=1e-12)
+    np.testing.assert_allclose(dense(A * -3), -3 * MA, rtol=1e-12)
+    np.testing.assert_allclose(dense(A / 4), MA / 4, rtol=1e-12)
+    np.testing.assert_allclose(dense((A - 2 * C).T), (MA - 2 * MC).T, rtol=1e-12)
     with pytest.raises(ValueError, match="cannot add"):
         A + _Mat(MA.T)
     with pytest.raises(TypeError):
@@ -104,7 +97,7 @@ def test_transpose_identity_and_adjoint_values(mats):
     assert A.T.T is A
     assert A.T is A.T  # cached
     assert A.T.in_shape == A.out_shape and A.T.out_shape == A.in_shape
-    np.testing.assert_allclose(_dense(A.T), MA.T, rtol=1e-12)
+    np.testing.assert_allclose(dense(A.T), MA.T, rtol=1e-12)
     assert "Mat.T" in repr(A.T)
 
 
@@ -121,7 +114,7 @@ def test_stack_split_join(mats):
     np.testing.assert_allclose(c, C(x))
     assert np.shares_memory(a, y)  # split gives views
     np.testing.assert_array_equal(S.join([a, c]), y)
-    np.testing.assert_allclose(_dense(S), np.vstack([MA, MC]), rtol=1e-12)
+    np.testing.assert_allclose(dense(S), np.vstack([MA, MC]), rtol=1e-12)
     np.testing.assert_allclose(S.adjoint(y), A.adjoint(a) + C.adjoint(c), rtol=1e-12)
     dot_test(S)
     dot_test(S, backend="torch")
@@ -209,13 +202,13 @@ def test_float32_in_float32_out():
 def test_abs_algebra(mats):
     MA, MB, MC = mats
     A, B, C = _Mat(MA), _Mat(MB), _Mat(MC)
-    np.testing.assert_allclose(_dense((A @ B).abs()), np.abs(MA) @ np.abs(MB), rtol=1e-12)
-    np.testing.assert_allclose(_dense((A - C).abs()), np.abs(MA) + np.abs(MC), rtol=1e-12)
-    np.testing.assert_allclose(_dense((-2 * A).abs()), 2 * np.abs(MA), rtol=1e-12)
-    np.testing.assert_allclose(_dense(A.T.abs()), np.abs(MA).T, rtol=1e-12)
-    np.testing.assert_allclose(_dense(stack([A, C]).abs()), np.abs(np.vstack([MA, MC])), rtol=1e-12)
+    np.testing.assert_allclose(dense((A @ B).abs()), np.abs(MA) @ np.abs(MB), rtol=1e-12)
+    np.testing.assert_allclose(dense((A - C).abs()), np.abs(MA) + np.abs(MC), rtol=1e-12)
+    np.testing.assert_allclose(dense((-2 * A).abs()), 2 * np.abs(MA), rtol=1e-12)
+    np.testing.assert_allclose(dense(A.T.abs()), np.abs(MA).T, rtol=1e-12)
+    np.testing.assert_allclose(dense(stack([A, C]).abs()), np.abs(np.vstack([MA, MC])), rtol=1e-12)
     # an entrywise upper bound for compositions
-    assert np.all(_dense((A @ B).abs()) >= np.abs(MA @ MB) - 1e-12)
+    assert np.all(dense((A @ B).abs()) >= np.abs(MA @ MB) - 1e-12)
     with pytest.raises(NotImplementedError, match="diagonal preconditioning"):
         LinearOperator((2,), (2,)).abs()
 
@@ -241,6 +234,6 @@ def test_algebra_random_shapes(m, n, k, c, seed):
     MA, MB, MC = rng.standard_normal((m, n)), rng.standard_normal((n, k)), rng.standard_normal((m, n))
     A, B, C = _Mat(MA), _Mat(MB), _Mat(MC)
     op = (A + c * C) @ B
-    np.testing.assert_allclose(_dense(op), (MA + c * MC) @ MB, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(dense(op), (MA + c * MC) @ MB, rtol=1e-10, atol=1e-10)
     dot_test(op, rng=seed)
     dot_test(stack([op, B.T.T @ B.T @ B]), rng=seed)

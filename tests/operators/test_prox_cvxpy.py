@@ -8,7 +8,7 @@ import cvxpy as cp
 import numpy as np
 import pytest
 
-from tikhon.operators.base import LinearOperator
+from helpers import Dense
 from tikhon.operators.prox import (
     L0,
     L1,
@@ -187,24 +187,12 @@ def test_squared_l2_closed_form(rng):
     assert f.lipschitz == 1.0 and f.strong_convexity == 1.0 and f.is_smooth
 
 
-class _Dense(LinearOperator):
-    def __init__(self, A):
-        super().__init__((A.shape[1],), (A.shape[0],))
-        self.A = A
-
-    def _forward(self, x):
-        return (self.A.astype(x.dtype) @ x) if not hasattr(x, "detach") else x.new_tensor(self.A) @ x
-
-    def _adjoint(self, y):
-        return (self.A.T.astype(y.dtype) @ y) if not hasattr(y, "detach") else y.new_tensor(self.A.T) @ y
-
-
 def test_squared_l2_with_operator_cg(rng):
     A = rng.standard_normal((7, 5))
     b = rng.standard_normal(7)
     x = rng.standard_normal(5)
     tau = 2.5
-    f = SquaredL2(b=b, op=_Dense(A))
+    f = SquaredL2(b=b, op=Dense(A))
     ref = cvx_prox(lambda z: 0.5 * cp.sum_squares(A @ z - b), x, tau)
     close(f.prox(x, tau), ref)
     exact = np.linalg.solve(np.eye(5) / tau + A.T @ A, x / tau + A.T @ b)

@@ -9,12 +9,11 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from tikhon.operators.base import LinearOperator
+from helpers import Dense
 from tikhon.operators.prox import (
     L0,
     L1,
@@ -33,7 +32,7 @@ from tikhon.operators.prox import (
     Zero,
 )
 
-torch.set_num_threads(1)
+torch = pytest.importorskip("torch")
 
 SHAPE = (2, 3, 4)
 _r = np.random.default_rng(7)
@@ -41,24 +40,6 @@ _W = _r.uniform(0, 2, (3, 4))
 _B = _r.uniform(-1, 1, SHAPE)
 _COUNTS = _r.poisson(2.0, SHAPE).astype(float)
 _GROUPS = _r.integers(-1, 5, SHAPE)
-
-
-class _Dense(LinearOperator):
-    """A small dense operator on (2, 3, 4) arrays, written here for independence."""
-
-    def __init__(self, A):
-        super().__init__(SHAPE, (A.shape[0],))
-        self.A = A
-
-    def _forward(self, x):
-        if isinstance(x, torch.Tensor):
-            return x.new_tensor(self.A) @ x.reshape(-1)
-        return self.A.astype(x.dtype) @ x.reshape(-1)
-
-    def _adjoint(self, y):
-        if isinstance(y, torch.Tensor):
-            return (y.new_tensor(self.A.T) @ y).reshape(SHAPE)
-        return (self.A.T.astype(y.dtype) @ y).reshape(SHAPE)
 
 
 MEMBERS = {
@@ -72,7 +53,7 @@ MEMBERS = {
     "NuclearNorm": lambda: NuclearNorm(),
     "SquaredL2": lambda: SquaredL2(),
     "SquaredL2b": lambda: SquaredL2(b=_B),
-    "SquaredL2op": lambda: SquaredL2(b=_r.standard_normal(5), op=_Dense(np.random.default_rng(3).standard_normal((5, 24)))),
+    "SquaredL2op": lambda: SquaredL2(b=_r.standard_normal(5), op=Dense(np.random.default_rng(3).standard_normal((5, 24)), SHAPE)),
     "Huber": lambda: Huber(0.7),
     "KL": lambda: KullbackLeibler(_COUNTS, background=0.3),
     "NonNegative": lambda: NonNegative(),

@@ -2,13 +2,13 @@
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from helpers import dense
 from tikhon.operators import SobolevWeight, dot_test
 
-torch.set_num_threads(1)
+torch = pytest.importorskip("torch")
 SHAPES = [(6,), (5,), (4, 5), (3, 4, 2)]
 
 
@@ -25,18 +25,13 @@ def _dft_reference(shape, s, spacing):
     return M.real
 
 
-def _dense(op):
-    n = int(np.prod(op.in_shape))
-    return np.stack([op.forward(e.reshape(op.in_shape)).reshape(-1) for e in np.eye(n)], axis=1)
-
-
 @pytest.mark.parametrize("shape", SHAPES)
 @pytest.mark.parametrize("s", [1.0, -0.7, 2.5, 0.0])
 def test_matches_dft_matrix(shape, s):
     spacing = tuple(0.5 + 0.3 * a for a in range(len(shape)))
     S = SobolevWeight(shape, s, spacing=spacing)
     M = _dft_reference(shape, s, spacing)
-    np.testing.assert_allclose(_dense(S), M, atol=1e-10 * max(1.0, np.abs(M).max()))
+    np.testing.assert_allclose(dense(S), M, atol=1e-10 * max(1.0, np.abs(M).max()))
     x = np.random.default_rng(0).standard_normal(shape)
     np.testing.assert_allclose(S(torch.from_numpy(x)).numpy(), S(x), rtol=1e-12, atol=1e-12)
     # self-adjoint and with the exact norm
@@ -88,7 +83,7 @@ def test_validation():
 def test_hypothesis(n, m, s, h):
     S = SobolevWeight((n, m), s, spacing=h)
     M = _dft_reference((n, m), s, (h, h))
-    np.testing.assert_allclose(_dense(S), M, atol=1e-10 * max(1.0, np.abs(M).max()))
+    np.testing.assert_allclose(dense(S), M, atol=1e-10 * max(1.0, np.abs(M).max()))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tikhon.operators import TubalProduct, dot_test
 
-torch.set_num_threads(1)
+torch = pytest.importorskip("torch")
 CASES = [(3, 4, 5, 2), (2, 2, 4, 1), (4, 3, 1, 3), (1, 3, 6, 2)]
 
 

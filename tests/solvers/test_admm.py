@@ -2,7 +2,6 @@
 
 import warnings
 
-import numba
 import numpy as np
 import pytest
 
@@ -11,12 +10,7 @@ from tikhon.operators.prox import L1, Box, Functional, SquaredL2
 from tikhon.solvers import ConvergenceWarning, admm
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_numba_thread():
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")
 
 
 @pytest.fixture(scope="module")

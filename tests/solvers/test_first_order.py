@@ -2,7 +2,6 @@
 
 import warnings
 
-import numba
 import numpy as np
 import pytest
 
@@ -12,13 +11,7 @@ from tikhon.solvers import ConvergenceWarning, fista, iht, ista
 from tikhon.solvers.first_order import ProximalGradient
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_numba_thread():
-    # parallel kernels on tiny arrays only pay thread wake-ups on a shared machine
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")
 
 
 def _lasso_problem(n=40, p=80, seed=0, dtype=np.float64):

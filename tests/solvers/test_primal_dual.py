@@ -2,7 +2,6 @@
 
 import warnings
 
-import numba
 import numpy as np
 import pytest
 
@@ -15,13 +14,7 @@ from tikhon.solvers.primal_dual import ChambollePock
 LAM = 0.15
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_numba_thread():
-    # parallel kernels on 16x16 images only pay thread wake-ups on a shared machine
-    old = numba.get_num_threads()
-    numba.set_num_threads(1)
-    yield
-    numba.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("single_numba_thread")
 
 
 def _noisy_square(n=16, seed=0):

@@ -4,21 +4,18 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from helpers import dense
 from tikhon.data import shepp_logan
 from tikhon.operators import Gradient, Radon
-from tikhon.solvers import space_variant_weights, tv_reconstruction
-
-
-def _explicit(op):
-    """Sparse matrix of a LinearOperator, built column by column from its adjoint."""
-    n_out = int(np.prod(op.out_shape))
-    rows = []
-    e = np.zeros(n_out)
-    for i in range(n_out):
-        e[i] = 1.0
-        rows.append(sp.csr_matrix(op.adjoint(e.reshape(op.out_shape)).ravel()))
-        e[i] = 0.0
-    return sp.vstack(rows).tocsr()
+from tikhon.data import estimate_noise_sigma
+from tikhon.solvers import (
+    ConvergenceWarning,
+    default_tv_lam,
+    fbp_reconstruction,
+    pilot_wtv_reconstruction,
+    space_variant_weights,
+    tv_reconstruction,
+)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +68,7 @@ def test_weighted_tv_matches_cvxpy(small_problem):
     w = space_variant_weights(x_true, p=0.5)
     res = tv_reconstruction(A, y, lam, weights=w, tol=1e-5, max_iter=20000)
     assert res.converged, res.message
-    Am, Gm = _explicit(A), _explicit(Gradient((n, n)))
+    Am, Gm = sp.csr_matrix(dense(A)), sp.csr_matrix(dense(Gradient((n, n))))
     x_ref = _cvxpy_weighted_tv(Am, Gm, y, lam, w, (n, n))
     f_ref = _objective(Am, Gm, y, lam, w, np.maximum(x_ref, 0))
     f_ours = _objective(Am, Gm, y, lam, w, res.x)
@@ -94,7 +91,7 @@ def test_kl_matches_cvxpy():
     w = np.ones((n, n))
     res = tv_reconstruction(A, y, lam, data="kl", tol=1e-6, max_iter=30000)
     assert res.converged, res.message
-    Am, Gm = _explicit(A), _explicit(Gradient((n, n)))
+    Am, Gm = sp.csr_matrix(dense(A)), sp.csr_matrix(dense(Gradient((n, n))))
     x_ref = _cvxpy_weighted_tv(Am, Gm, y, lam, w, (n, n), data="kl")
     f_ref = _objective(Am, Gm, y, lam, w, np.maximum(x_ref, 0), data="kl")
     f_ours = _objective(Am, Gm, y, lam, w, res.x, data="kl")
@@ -200,3 +197,57 @@ def test_space_variant_weights_validation():
         space_variant_weights(x, kind="edges")
     with pytest.raises(TypeError, match="estimate"):
         space_variant_weights(np.ones((4, 4), dtype=int))
+
+
+@pytest.fixture(scope="module")
+def few_view():
+    n = 32
+    angles = np.linspace(0.0, np.pi, 16, endpoint=False)
+    A = Radon((n, n), angles)
+    y = A(shepp_logan(n))
+    return A, y + 0.01 * np.abs(y).max() * np.random.default_rng(4).standard_normal(y.shape)
+
+
+def test_default_tv_lam(few_view):
+    A, y = few_view
+    sigma = estimate_noise_sigma(y)
+    assert default_tv_lam(y) == pytest.approx(6.0 * sigma, rel=1e-12)
+    assert default_tv_lam(y, weighted=True) == pytest.approx(12.0 * sigma, rel=1e-12)
+    # noiseless (piecewise linear) data still get a positive weight, from max|y|
+    flat = np.tile(np.linspace(0.0, 2.0, 9), (4, 1))
+    assert default_tv_lam(flat) == pytest.approx(6e-3 * 2.0)
+    with pytest.raises(TypeError, match="weighted"):
+        default_tv_lam(y, weighted="yes")
+
+
+def test_fbp_reconstruction(few_view):
+    A, y = few_view
+    res = fbp_reconstruction(A, y)
+    np.testing.assert_array_equal(res.x, A.fbp(y))
+    assert res.status == "converged" and res.converged and res.n_iter == 0
+    with pytest.raises(TypeError, match="fbp"):
+        fbp_reconstruction(Gradient((4, 4)), np.zeros((2, 4, 4)))
+
+
+def test_pilot_wtv_reconstruction_is_the_two_solves(few_view):
+    A, y = few_view
+    res = pilot_wtv_reconstruction(A, y, tol=1e-3)
+    pilot = tv_reconstruction(A, y, default_tv_lam(y), tol=1e-3)
+    w = space_variant_weights(pilot.x)
+    ref = tv_reconstruction(A, y, default_tv_lam(y, weighted=True), weights=w, x0=pilot.x, tol=1e-3)
+    np.testing.assert_array_equal(res.x, ref.x)
+    assert res.status == "converged" and res.n_iter == pilot.n_iter + ref.n_iter
+    np.testing.assert_array_equal(res.info["pilot"].x, pilot.x)
+    assert res.info["lam"] == default_tv_lam(y, weighted=True)
+    explicit = pilot_wtv_reconstruction(A, y, lam=0.3, pilot_lam=0.2, tol=1e-3)
+    assert explicit.info["lam"] == 0.3 and explicit.info["pilot"].info["lam"] == 0.2
+    with pytest.raises(ValueError, match="pilot_lam"):
+        pilot_wtv_reconstruction(A, y, pilot_lam=-1.0)
+
+
+def test_pilot_wtv_reconstruction_unconverged_pilot(few_view):
+    A, y = few_view
+    with pytest.warns(ConvergenceWarning):
+        res = pilot_wtv_reconstruction(A, y, max_iter=3)
+    assert res.status == "max_iter" and not res.converged
+    assert res.n_iter == 6 and res.message.startswith("pilot: ")

@@ -23,6 +23,8 @@ __all__ = [
     "check_positive",
     "check_nonneg",
     "check_positive_int",
+    "check_int",
+    "check_float_dtype",
     "check_tolerance",
     "check_bool",
     "check_choice",
@@ -35,6 +37,7 @@ __all__ = [
     "check_cost_matrix",
     "check_marginal",
     "check_equal_mass",
+    "check_same_device",
 ]
 
 # relative difference of total masses below which two marginals count as balanced
@@ -143,6 +146,23 @@ def check_positive_int(value, name, where, *, allow_none=False):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
     return int(value)
+
+
+def check_int(value, name, where, *, minimum=1):
+    """An integer ``>= minimum`` as a Python int: ``TypeError`` for a non-integer (or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
+def check_float_dtype(dtype, name, where):
+    """``dtype`` as a NumPy dtype when it is float32 or float64, else ``TypeError``."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{where}: {name} must be float32 or float64, got {dtype}")
+    return dtype
 
 
 def check_bool(value, name, where):
@@ -320,3 +340,18 @@ def check_equal_mass(a, b, where, hint="normalise them"):
             f"(sum(a) = {sa:.12g}, sum(b) = {sb:.12g}); {hint}"
         )
     return sa, sb
+
+
+def check_same_device(where, **arrays):
+    """Refuse torch tensors that live on different devices (``ValueError`` naming them).
+
+    ``None`` values and NumPy arrays are ignored (mixed kinds are
+    :func:`~tikhon._core.arrays.backend_of`'s to refuse). Returns the common
+    device, or None when no tensor was given.
+    """
+    tensors = {name: x for name, x in arrays.items() if x is not None and is_torch(x)}
+    devices = {str(x.device) for x in tensors.values()}
+    if len(devices) > 1:
+        placed = ", ".join(f"{name} on {x.device}" for name, x in tensors.items())
+        raise ValueError(f"{where}: all tensors must be on one device, got {placed}")
+    return next(iter(tensors.values())).device if tensors else None

@@ -18,9 +18,10 @@ operators and fixed options) with four methods:
     The fixed-point residual that vanishes at a solution, for implicit
     differentiation.
 
-and three hooks with defaults: ``due(state, check_every)`` (is this iteration a
-check?), ``done(state, record, tol)`` (does the record meet the tolerance?) and
-``finish(state, status)`` (a last touch to the state once the loop stopped).
+and four hooks with defaults: ``due(state, check_every)`` (is this iteration a
+check?), ``done(state, record, tol)`` (does the record meet the tolerance?),
+``finish(state, status)`` (a last touch to the state once the loop stopped) and
+``describe(record)`` (how the criterion reads in messages).
 :func:`run` drives any such object.
 """
 
@@ -81,6 +82,10 @@ class Solver:
     def finish(self, state, status):
         """The state to return once the loop stopped with ``status``."""
         return state
+
+    def describe(self, record):
+        """How the criterion reads in messages, e.g. ``"change = 3.1e-07"``."""
+        return f"{self.criterion} = {record[self.criterion]:.3g}"
 
 
 @dataclass
@@ -207,7 +212,7 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
                     bar.set_postfix({criterion: f"{last:.2e}"}, refresh=False)
                 if solver.done(state, record, tol):
                     status = "converged"
-                    message = f"{name}: converged, {criterion} = {last:.3g} <= tol = {tol:g}"
+                    message = f"{name}: converged, {solver.describe(record)} <= tol = {tol:g}"
                     break
             if bar is not None:
                 bar.update(1)

@@ -55,8 +55,7 @@ class Result:
     status: str = None
 
     def __post_init__(self):
-        if self.status is None:  # TRANSITION: removed once every solver passes its status
-            object.__setattr__(self, "status", "converged" if self.converged else "max_iter")
+        # no default: every solver says why it stopped (Outcome.result passes it)
         if self.status not in STATUSES:
             raise ValueError(f"Result: status must be one of {STATUSES}, got {self.status!r}")
         if bool(self.converged) != (self.status == "converged"):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tikhon.solvers.transport import class_ot
-from tikhon.solvers.transport.class_ot import class_regularizer
+from tikhon.solvers.transport import class_regularizer
 
 
 def _problem(n, m=None, k=3, seed=0):
@@ -118,7 +118,7 @@ def test_class_regularizer_closed_form():
 
 @pytest.mark.parametrize("method", ["ssnal", "douglas_rachford"])
 def test_max_iter_warns_and_is_honest(method):
-    from tikhon.solvers._loop import ConvergenceWarning
+    from tikhon.solvers import ConvergenceWarning
 
     a, b, C, y = _problem(30, seed=4)
     with pytest.warns(ConvergenceWarning):

@@ -6,9 +6,10 @@ import pytest
 torch = pytest.importorskip("torch")
 torch.set_num_threads(1)
 
-from tikhon.solvers._loop import ConvergenceWarning
+from tikhon.solvers import ConvergenceWarning
 from tikhon.solvers.transport import class_ot
-from tikhon.solvers.transport.class_ot import _round_to_polytope, class_regularizer
+from tikhon.solvers.transport import class_regularizer
+from tikhon.solvers.transport._class_ot_layout import round_to_polytope
 
 
 def _problem(n, m=None, k=3, seed=0):
@@ -119,8 +120,8 @@ def test_result_types_and_label_forms():
 
 
 def test_kernels_match_numba_and_numpy():
-    from tikhon.operators._kernels import class_ot_numba as K
-    from tikhon.operators._kernels import class_ot_torch as KT
+    from tikhon.solvers.transport import _class_ot_kernels as K
+    from tikhon.solvers.transport import _class_ot_torch as KT
 
     rng = np.random.default_rng(4)
     n, m = 37, 23
@@ -137,7 +138,7 @@ def test_kernels_match_numba_and_numpy():
     X = rng.random((m, n)) * (rng.random((m, n)) < 0.3)
     a_s, b = rng.random(n), rng.random(m)
     b *= a_s.sum() / b.sum()
-    P_ref = _round_to_polytope(X, a_s, b)
+    P_ref = round_to_polytope(X, a_s, b)
     P_t = KT.round_to_polytope(torch.as_tensor(X.T), torch.as_tensor(a_s), torch.as_tensor(b))
     np.testing.assert_allclose(P_t.numpy().T, P_ref, rtol=0, atol=1e-15)
     cost, reg = KT.plan_objective(P_t, torch.as_tensor(Ct.T), cls, 4)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from tikhon.solvers.transport import inverse_ot, sinkhorn
-from tikhon.solvers.transport.inverse_ot import _Model
+from tikhon.solvers.transport._inverse_model import Model as _Model
 
 
 def _toy(n=40, d=4, N=20000, eps=0.5, seed=0):
@@ -103,3 +103,20 @@ def test_unobserved_points_are_dropped_not_fatal():
     ref = inverse_ot(X[ia], Y[ib], P_hat[np.ix_(ia, ib)], 0.5, 0.05, tol=1e-6)
     assert res.converged and ref.converged
     np.testing.assert_allclose(res.x, ref.x, atol=1e-6)
+
+
+def test_a_point_evaluated_twice_is_solved_once():
+    # FISTA asks again for the loss at points it has just evaluated (an
+    # extrapolation equal to the iterate, the start of the next lam of a path):
+    # each such request used to cost a Sinkhorn solve
+    X, Y, P_hat, _ = _toy(n=20, d=3, N=3000, seed=4)
+    model = _Model(X, Y, P_hat, 0.5, None, None, None, 1e-10)
+    A = np.full((3, 3), 0.1)
+    v1, g1 = model.value_grad(A)
+    v2, g2 = model.value_grad(A.copy())
+    assert model.n_sinkhorn == 1 and v1 == v2 and np.array_equal(g1, g2)
+    model.value_grad(A + 1e-3)
+    assert model.n_sinkhorn == 2
+    # above lam_max the estimate stays at zero, which was already solved for lam_max
+    res = inverse_ot(X, Y, P_hat, 0.5, 1e3, tol=1e-6)
+    assert res.converged and np.all(res.x == 0) and res.info["n_sinkhorn"] == 1

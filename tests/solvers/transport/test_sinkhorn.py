@@ -1,4 +1,4 @@
-"""Tests of tikhon.solvers.transport.sinkhorn against POT and closed forms."""
+"""Tests of tikhon.solvers.transport.sinkhorn (and its unbalanced and divergence variants) against POT and closed forms."""
 
 import warnings
 
@@ -183,7 +183,7 @@ def test_unbalanced_matches_pot(rho):
 
 def test_vectorised_exp_matches_numpy():
     numba = pytest.importorskip("numba")
-    from tikhon.operators._kernels.sinkhorn_numba import vexp
+    from tikhon.solvers.transport._sinkhorn_kernels import vexp
 
     @numba.njit
     def apply(x, out):
@@ -243,3 +243,39 @@ def test_float32_kernel_small_eps():
     assert ref.converged
     assert np.abs(res.x - ref.x).sum() <= 1e-3
     assert res.info["cost"] == pytest.approx(ref.info["cost"], rel=1e-4)
+
+
+@pytest.mark.parametrize("method", ["scaling", "log"])
+def test_stop_mid_relaxation_returns_a_plain_sinkhorn_plan(method):
+    # issue 10: stopped by max_iter while over-relaxed, the NumPy path returned
+    # the extrapolated iterate, whose marginal error was up to 25x the last
+    # measured one and depended on max_iter mod the measuring period (10)
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((30, 2)), rng.random((30, 2))
+    C = ((X[:, None] - Y[None]) ** 2).sum(-1)
+    errs = []
+    for max_iter in range(2000, 2010):
+        with pytest.warns(ConvergenceWarning):
+            res = sinkhorn(None, None, C, 1e-3, max_iter=max_iter, method=method)
+        assert res.status == "max_iter" and res.history["iteration"][-1] == max_iter
+        assert res.info["marginal_error"] <= res.history["marginal_error"][-1]
+        errs.append(res.info["marginal_error"])
+    assert max(errs) <= 1.5 * min(errs)
+
+
+@pytest.mark.parametrize("method", ["scaling", "log"])
+def test_potentials_stay_centred(method):
+    # issue 10: eps scaling left f and g with equal and opposite offsets of about
+    # 2 eps_0 log n (mean f - mean g = -20.8 here before the fix), harmless in
+    # float64 but the cause of the float32 stall (see test_sinkhorn_torch)
+    a, b, C, _, _ = _problem(200, seed=12)
+    res = sinkhorn(a, b, C, 1e-3, tol=1e-8, method=method)
+    assert res.converged
+    f, g = res.dual
+    assert abs(f.mean() - g.mean()) <= 0.1
+
+
+def test_schedule_refuses_an_overflowing_cost_range():
+    C = np.array([[0.0, 1e308], [-1e308, 0.0]])
+    with pytest.raises(ValueError, match="range of C"):
+        sinkhorn(None, None, C, 0.1)

@@ -1,6 +1,6 @@
 """Torch kernels of :func:`tikhon.solvers.transport.class_ot` (CPU or CUDA).
 
-The torch counterpart of :mod:`.class_ot_numba`, written with whole-tensor ops
+The torch counterpart of :mod:`._class_ot_kernels`, written with whole-tensor ops
 so that one iteration is a fixed sequence of device kernels with no host round
 trip. Arrays are stored *source-major*: a plan ``Z`` of shape ``(n, m)`` has its
 rows (source points) sorted by class, and ``cls`` (shape ``(n,)``, int64, on
@@ -29,7 +29,7 @@ def dr_step(Z, tC, cls, ncls, tlam, a, b, norms=True):
 
     ``X = prox_{t G}(Z)`` (non-negativity, then group shrinkage),
     ``Y = Proj_A(2X - Z - tC)`` (affine marginal constraints), ``Z += Y - X``
-    (same algebra as :func:`.class_ot_numba.dr_step`, transposed).
+    (same algebra as :func:`._class_ot_kernels.dr_step`, transposed).
 
     Returns
     -------
@@ -113,7 +113,7 @@ def feasible_g(Ct, cls, f, g, lam):
     largest such count over targets; one host synchronisation), sorted by class
     with a stable sort (each group then a descending run), and every group's
     level comes in closed form from the segmented sums of its top entries, as
-    in :func:`.class_ot_numba._level`.
+    in :func:`._class_ot_kernels._level`.
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""Numba kernels of :func:`tikhon.solvers.transport.class_ot`.
+"""Numba kernels of :func:`tikhon.solvers.transport.class_ot` (the NumPy implementation).
 
 All arrays are stored *target-major*: a plan ``Q`` of shape ``(m, n)`` is the
 transpose of the user's ``(n, m)`` plan with the source points sorted by class,
