@@ -166,7 +166,7 @@ def test_one_operator_pair_per_iteration(tv_reference):
     Kc.n_fwd = Kc.n_adj = 0
     with pytest.warns(ConvergenceWarning):
         chambolle_pock(Kc, f, g, tau=0.3, sigma=0.3, tol=0.0, max_iter=20, check_every=1)
-    assert (Kc.n_fwd, Kc.n_adj) == (21, 21)  # + one each at initialisation
+    assert (Kc.n_fwd, Kc.n_adj) == (21, 20)  # + K x0 at initialisation (K^T 0 is not applied)
 
 
 def test_bad_inputs(tv_reference):
