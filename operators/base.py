@@ -15,7 +15,7 @@ import numbers
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module, vdot
+from tikhon._core.arrays import is_torch, join_flat, split_flat, torch_module, vdot
 from tikhon._core.checks import check_choice, check_float_dtype, check_real_floating
 from tikhon._core.arrays import norm as _backend_norm
 
@@ -395,16 +395,11 @@ class Stacked(LinearOperator):
 
     def split(self, y):
         """Views of the flat vector ``y`` as the list of block arrays."""
-        return [
-            y[self._offsets[i]: self._offsets[i + 1]].reshape(shape)
-            for i, shape in enumerate(self.block_shapes)
-        ]
+        return split_flat(y, self._offsets, self.block_shapes)
 
     def join(self, parts):
         """Flat concatenation of block arrays (the inverse of :meth:`split`)."""
-        if is_torch(parts[0]):
-            return torch_module().cat([p.reshape(-1) for p in parts])
-        return np.concatenate([np.ravel(p) for p in parts])
+        return join_flat(parts)
 
     def _forward(self, x):
         return self.join([op._forward(x) for op in self.ops])

@@ -13,7 +13,7 @@ import warnings
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module
+from tikhon._core.arrays import copy, is_torch, to_numpy, torch_module
 from .base import LinearOperator, _as_shape
 
 __all__ = ["Identity", "Diagonal", "MatrixOperator", "Mask"]
@@ -28,9 +28,7 @@ def _real_float_array(a, name, where, allow_int=True):
     Torch tensors are accepted and copied to the host: the operator's constant
     data lives in NumPy and is sent to a device on demand.
     """
-    if is_torch(a):
-        a = a.detach().cpu().numpy()
-    a = np.asarray(a)
+    a = to_numpy(a)
     if a.dtype.kind == "c":
         raise TypeError(f"{where}: {name} must be real, got complex dtype {a.dtype}")
     if a.dtype.kind == "b" or (a.dtype.kind in "iu" and not allow_int):
@@ -113,7 +111,7 @@ class Identity(LinearOperator):
         super().__init__(shape, shape)
 
     def _forward(self, x):
-        return x.clone() if is_torch(x) else x.copy()
+        return copy(x)
 
     _adjoint = _forward
 
@@ -320,9 +318,7 @@ class Mask(LinearOperator):
     """
 
     def __init__(self, mask):
-        if is_torch(mask):
-            mask = mask.detach().cpu().numpy()
-        mask = np.asarray(mask)
+        mask = to_numpy(mask)
         if mask.dtype != np.bool_:
             raise TypeError(f"Mask: mask must be a boolean array, got dtype {mask.dtype}")
         self.mask = mask.copy()

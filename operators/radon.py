@@ -14,13 +14,13 @@ vectorised torch implementation of the same discretisation on their own device
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 
 import numpy as np
 
 from tikhon._core.arrays import is_torch, torch_module
-from tikhon._core.checks import check_float_dtype, check_real
+from tikhon._core.checks import check_float_dtype, check_positive, check_positive_int, check_real
+from tikhon._core.threads import numba_threads
 from tikhon.operators.base import LinearOperator
 
 __all__ = ["Radon", "FBP_FILTERS"]
@@ -42,38 +42,6 @@ def _pack_pairs(lines):
     out[..., 0] = lines
     out[..., :-1, 1] = lines[..., 1:]
     return out.view(np.uint64)[..., 0]
-
-
-class _NumbaThreads:
-    """Set numba's thread count for a block (``None``: leave it alone)."""
-
-    def __init__(self, numba, n):
-        self.numba, self.n, self.prev = numba, n, None
-
-    def __enter__(self):
-        if self.n is not None:
-            self.prev = self.numba.get_num_threads()
-            self.numba.set_num_threads(min(self.n, self.prev))
-
-    def __exit__(self, *exc):
-        if self.prev is not None:
-            self.numba.set_num_threads(self.prev)
-
-
-def _positive_int(v, name):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        if isinstance(v, numbers.Real) and float(v).is_integer():
-            v = int(v)
-        else:
-            raise TypeError(f"Radon: {name} must be a positive int, got {v!r}")
-    v = int(v)
-    if v <= 0:
-        raise ValueError(f"Radon: {name} must be positive, got {v}")
-    return v
-
-
-def _finite_float(v, name):
-    return check_real(v, name, "Radon")
 
 
 class Radon(LinearOperator):
@@ -148,8 +116,8 @@ class Radon(LinearOperator):
             raise TypeError(f"Radon: image_shape must be a pair of ints, got {image_shape!r}") from exc
         if len(shape) != 2:
             raise ValueError(f"Radon: image_shape must have 2 entries, got {image_shape!r}")
-        n_rows = _positive_int(shape[0], "image_shape[0]")
-        n_cols = _positive_int(shape[1], "image_shape[1]")
+        n_rows = check_positive_int(shape[0], "image_shape[0]", "Radon")
+        n_cols = check_positive_int(shape[1], "image_shape[1]", "Radon")
 
         angles = np.asarray(angles)
         if angles.dtype.kind not in "fiu" or angles.dtype == bool:
@@ -163,16 +131,14 @@ class Radon(LinearOperator):
         if n_det is None:
             n_det = math.ceil(math.hypot(n_rows, n_cols))
             n_det += 1 - n_det % 2
-        n_det = _positive_int(n_det, "n_det")
-        det_spacing = _finite_float(det_spacing, "det_spacing")
-        if det_spacing <= 0:
-            raise ValueError(f"Radon: det_spacing must be > 0, got {det_spacing}")
+        n_det = check_positive_int(n_det, "n_det", "Radon")
+        det_spacing = check_positive(det_spacing, "det_spacing", "Radon")
         if center is None:
             center = (n_rows // 2, n_cols // 2)
         if len(tuple(center)) != 2:
             raise ValueError(f"Radon: center must be (row, col), got {center!r}")
-        center = tuple(_finite_float(c, "center") for c in center)
-        det_center = float(n_det // 2) if det_center is None else _finite_float(det_center, "det_center")
+        center = tuple(check_real(c, "center", "Radon") for c in center)
+        det_center = float(n_det // 2) if det_center is None else check_real(det_center, "det_center", "Radon")
 
         dtype = check_float_dtype(dtype, "dtype", "Radon")
         super().__init__((n_rows, n_cols), (angles.size, n_det), dtype)
@@ -264,9 +230,7 @@ class Radon(LinearOperator):
         Waking the worker threads costs more than a small projection, and on
         a busy machine a parallel region waits for a time slice of each.
         """
-        import numba
-
-        return _NumbaThreads(numba, 1 if self._work < _SERIAL_WORK else None)
+        return numba_threads(1 if self._work < _SERIAL_WORK else None)
 
     def _forward(self, x):
         if is_torch(x):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tikhon._core.arrays import copy, is_torch, norms, tiny, torch_module, vdot
+from tikhon._core.arrays import copy, is_torch, norms, tiny, to_float, torch_module, vdot
 from tikhon._core.checks import (
     check_choice,
     check_finite_array,
@@ -129,11 +129,14 @@ class ProximalGradient(Solver):
         Smooth term (``is_smooth``, with a gradient).
     g : Functional
         Term with a proximal map, not ``fixed_step`` (the step varies).
+    step : float or tensor, optional
+        Step size ``1 / L`` (default ``1 / f.lipschitz``; with backtracking,
+        where it starts).
     accelerate : bool
         FISTA momentum ([BT09]).
     backtracking : bool, optional
-        Beck-Teboulle backtracking; default: only when neither ``step`` (at
-        :meth:`init`) nor ``f.lipschitz`` is known.
+        Beck-Teboulle backtracking; default: only when neither ``step`` nor
+        ``f.lipschitz`` is known.
     eta : float
         Backtracking factor (> 1).
     shrink : float
@@ -148,13 +151,17 @@ class ProximalGradient(Solver):
         Record ``f(x) + g(x)`` at every check.
     """
 
-    def __init__(self, f, g, *, accelerate=False, backtracking=None, eta=2.0, shrink=1.0,
+    def __init__(self, f, g, *, step=None, accelerate=False, backtracking=None, eta=2.0, shrink=1.0,
                  restart="adaptive", criterion="change", record_objective=True):
         where = self.name = "fista" if accelerate else "ista"
         self.f = check_smooth(f, "f", where)
         self.g = refuse_fixed_step(check_functional(g, "g", where), "g", where)
         self.accelerate = bool(accelerate)
-        self.backtracking = backtracking
+        if step is not None:
+            step = check_step(step, where, "step")
+        self.backtracking = (step is None and self.f.lipschitz is None) if backtracking is None \
+            else bool(backtracking)
+        self.L0 = _initial_lipschitz(self.f, step, self.backtracking, where)
         self.eta = check_positive(eta, "eta", where)
         if self.eta <= 1:
             raise ValueError(f"{where}: eta (backtracking factor) must be > 1, got {eta}")
@@ -166,19 +173,13 @@ class ProximalGradient(Solver):
         self.criterion = check_choice(criterion, ("change", "gradient_mapping"), "criterion", where)
         self.record_objective = bool(record_objective)
 
-    def init(self, x0, step=None):
-        """The initial state at ``x0`` (copied), with step ``step`` (default ``1 / f.lipschitz``)."""
-        where = self.name
-        x0 = check_finite_array(x0, "x0", where)
-        if step is not None:
-            step = check_step(step, where, "step")
-        if self.backtracking is None:
-            self.backtracking = step is None and self.f.lipschitz is None
+    def init(self, x0):
+        """The initial state at ``x0`` (copied)."""
+        x0 = check_finite_array(x0, "x0", self.name)
         x = copy(x0)
-        state = ProxGradState(x=x, x_prev=x, y=x, y_step=x,
-                              L=_initial_lipschitz(self.f, step, self.backtracking, where))
+        state = ProxGradState(x=x, x_prev=x, y=x, y_step=x, L=self.L0)
         if self.restart == "function":
-            state.F = float(self.f._call(x)) + float(self.g._call(x))
+            state.F = to_float(self.f._call(x)) + to_float(self.g._call(x))
         return state
 
     # -- one iteration ------------------------------------------------------------
@@ -195,7 +196,7 @@ class ProximalGradient(Solver):
             t = 1.0 / state.L
             return g._prox(y - t * grad, t if lam is None else t * lam), math.nan, None
         fy, grad = (state.fx, state.gx) if reuse else f._value_and_grad(y)
-        fy = float(fy)
+        fy = to_float(fy)
         L = state.L * self.shrink if self.shrink != 1.0 else state.L
         slack = _slack(y)
         for _ in range(_MAX_BACKTRACKS):
@@ -206,10 +207,11 @@ class ProximalGradient(Solver):
                 fz, gz = f._value_and_grad(z)
             else:
                 fz, gz = f._call(z), None
-            fz = float(fz)
-            # the sufficient-decrease test of [BT09]
+            fz = to_float(fz)
+            # the sufficient-decrease test of [BT09]; +inf (outside f's domain, as
+            # a likelihood may be) asks for a shorter step, NaN stops the search
             bound = fy + vdot(grad, d) + 0.5 * L * vdot(d, d)
-            if fz <= bound + slack * abs(bound) or not math.isfinite(fz):
+            if fz <= bound + slack * abs(bound) or math.isnan(fz):
                 break
             L *= self.eta
             state.n_backtracks += 1
@@ -242,9 +244,9 @@ class ProximalGradient(Solver):
         state.F_prev = state.F
         if self.backtracking or self.restart == "function":
             if not math.isfinite(fz):
-                fz = float(self.f._call(z))
-            gval = float(self.g._call(z))
-            state.F = fz + (gval if lam is None else float(lam) * gval)
+                fz = to_float(self.f._call(z))
+            gval = to_float(self.g._call(z))
+            state.F = fz + (gval if lam is None else to_float(lam) * gval)
         if not self.accelerate:
             y_next = z
         elif self.restart == "gradient" and is_torch(z):
@@ -277,7 +279,7 @@ class ProximalGradient(Solver):
         if self.record_objective:
             F = state.F
             if not math.isfinite(F):
-                F = float(self.f._call(x)) + float(self.g._call(x))
+                F = to_float(self.f._call(x)) + to_float(self.g._call(x))
             out["objective"] = F
         out["step"] = 1.0 / L
         return out
@@ -296,10 +298,9 @@ class ProximalGradient(Solver):
         t_g = step if lam is None else step * lam
         return x - self.g._prox(x - step * self.f._grad(x), t_g)
 
-    def solve(self, x0, *, step=None, tol=1e-6, max_iter=1000, callback=None, progress=False,
-              check_every=1):
+    def solve(self, x0, *, tol=1e-6, max_iter=1000, callback=None, progress=False, check_every=1):
         """Run from ``x0`` to the tolerance; the :class:`~tikhon.solvers.Result`."""
-        state = self.init(x0, step=step)
+        state = self.init(x0)
         state, outcome = run(self, state, tol=tol, max_iter=max_iter, callback=callback,
                              progress=progress, check_every=check_every)
         info = {"n_backtracks": state.n_backtracks}
@@ -394,10 +395,10 @@ def ista(f, g, x0, step=None, *, backtracking=None, eta=2.0, shrink=1.0, tol=1e-
     ``x_{k+1} = prox_{g/L}(x_k - grad f(x_k) / L)``; converges at rate O(1/k)
     in objective for convex ``f`` and ``g``.
     """
-    solver = ProximalGradient(f, g, accelerate=False, backtracking=backtracking, eta=eta,
+    solver = ProximalGradient(f, g, step=step, accelerate=False, backtracking=backtracking, eta=eta,
                               shrink=shrink, criterion=criterion,
                               record_objective=record_objective)
-    return solver.solve(x0, step=step, tol=tol, max_iter=max_iter, callback=callback,
+    return solver.solve(x0, tol=tol, max_iter=max_iter, callback=callback,
                         progress=progress, check_every=check_every)
 
 
@@ -415,10 +416,10 @@ def fista(f, g, x0, step=None, *, backtracking=None, restart="adaptive", eta=2.0
     (free); ``"function"`` when the objective increases (one evaluation of
     ``f`` and ``g`` per iteration); ``None`` disables it.
     """
-    solver = ProximalGradient(f, g, accelerate=True, backtracking=backtracking, eta=eta,
+    solver = ProximalGradient(f, g, step=step, accelerate=True, backtracking=backtracking, eta=eta,
                               shrink=shrink, restart=restart, criterion=criterion,
                               record_objective=record_objective)
-    return solver.solve(x0, step=step, tol=tol, max_iter=max_iter, callback=callback,
+    return solver.solve(x0, tol=tol, max_iter=max_iter, callback=callback,
                         progress=progress, check_every=check_every)
 
 
@@ -444,7 +445,7 @@ class IHTState(State):
     grad : array or tensor
         ``grad f(x)`` (cached: the normalized rule reuses it).
     mu : float or tensor
-        The last step size.
+        The last step size (0 before the normalized rule's first line search).
     n_shrinks : int
         Step reductions of the normalized rule so far.
     """
@@ -452,7 +453,7 @@ class IHTState(State):
     x: Any = None
     x_prev: Any = None
     grad: Any = None
-    mu: Any = math.nan
+    mu: Any = 0.0
     n_shrinks: int = 0
 
 
@@ -483,6 +484,8 @@ class IHT(Solver):
         Smooth data term.
     sparsity : int
         Number ``s`` of non-zeros kept.
+    step : float or tensor, optional
+        The fixed step (default ``1 / f.lipschitz``; unused by the normalized rule).
     step_rule : {"fixed", "normalized"}
         See :func:`iht`.
     record_objective : bool
@@ -494,16 +497,12 @@ class IHT(Solver):
     kappa = 2.0
     c = 0.01
 
-    def __init__(self, f, sparsity, *, step_rule="fixed", record_objective=True):
+    def __init__(self, f, sparsity, *, step=None, step_rule="fixed", record_objective=True):
         self.f = check_smooth(f, "f", self.name)
         self.sparsity = check_positive_int(sparsity, "sparsity", self.name)
         check_choice(step_rule, ("fixed", "normalized"), "step_rule", self.name)
         self.normalized = step_rule == "normalized"
         self.record_objective = bool(record_objective)
-
-    def init(self, x0, step=None):
-        """The initial state ``H_s(x0)``, with the fixed step ``step`` (default ``1 / f.lipschitz``)."""
-        x0 = check_finite_array(x0, "x0", self.name)
         if step is not None:
             step = check_step(step, self.name, "step")
         elif not self.normalized:
@@ -512,8 +511,14 @@ class IHT(Solver):
                     f"{self.name}: f.lipschitz is unknown; pass step=... or step_rule='normalized'"
                 )
             step = 1.0 / float(self.f.lipschitz)
+        # the normalized rule reports 0 until its first line search
+        self.mu0 = 0.0 if step is None else step
+
+    def init(self, x0):
+        """The initial state ``H_s(x0)``."""
+        x0 = check_finite_array(x0, "x0", self.name)
         x = _hard_threshold(x0, self.sparsity)
-        return IHTState(x=x, x_prev=x, grad=self.f._grad(x), mu=math.nan if step is None else step)
+        return IHTState(x=x, x_prev=x, grad=self.f._grad(x), mu=self.mu0)
 
     def step(self, state, *, step=None):
         """One (normalized) IHT iteration ([BD09], [BD10]).
@@ -565,7 +570,7 @@ class IHT(Solver):
         n_change, n_x = norms(state.x - state.x_prev, state.x)
         out = {"change": n_change / max(n_x, tiny(state.x))}
         if self.record_objective:
-            out["objective"] = float(self.f._call(state.x))
+            out["objective"] = to_float(self.f._call(state.x))
         out["step"] = float(state.mu)
         return out
 
@@ -616,8 +621,8 @@ def iht(f, x0, sparsity, step=None, *, step_rule="fixed", tol=1e-6, max_iter=100
     --------
     IHT : the solver object.
     """
-    solver = IHT(f, sparsity, step_rule=step_rule, record_objective=record_objective)
-    state = solver.init(x0, step=step)
+    solver = IHT(f, sparsity, step=step, step_rule=step_rule, record_objective=record_objective)
+    state = solver.init(x0)
     state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
                          progress=progress, check_every=check_every)
     return outcome.result(state.x, steps={"step": float(state.mu)},

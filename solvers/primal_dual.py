@@ -37,13 +37,26 @@ from typing import Any
 
 import numpy as np
 
-from tikhon._core.arrays import copy, full, is_torch, norms, tiny, to_host, torch_module
+from tikhon._core.arrays import (
+    as_like,
+    copy,
+    full,
+    is_scalar,
+    is_torch,
+    norms,
+    tiny,
+    to_numpy,
+    to_float,
+    torch_module,
+)
 from tikhon._core.checks import (
     check_choice,
     check_finite_array,
     check_functional,
+    check_interval,
     check_nonneg,
     check_positive,
+    check_step,
     check_tolerance,
     refuse_fixed_step,
 )
@@ -51,7 +64,7 @@ from tikhon._core.loop import Solver, State, run
 from tikhon.operators.base import LinearOperator, Stacked
 from tikhon.operators.prox.base import SeparableSum
 
-__all__ = ["chambolle_pock", "ChambollePock", "PDHGState", "preconditioned_steps"]
+__all__ = ["chambolle_pock", "ChambollePock", "PDHGState", "preconditioned_steps", "parse_step_ratio"]
 
 _GAMMA_FRACTION = 0.3
 # adaptive balancing (Goldstein et al.): residuals more than _DELTA apart move
@@ -88,6 +101,8 @@ class PDHGState(State):
     alpha, balance : float
         Adaptive step balancing: the current adaptation rate and the product
         of the factors applied to ``tau`` (``sigma`` got their inverses).
+    n_infinite_gap : int
+        Checks at which the gap was infinite (``criterion="gap"``).
     """
 
     x: Any = None
@@ -106,47 +121,38 @@ class PDHGState(State):
     sigma_used: Any = None
     alpha: float = 0.0
     balance: float = 1.0
+    n_infinite_gap: int = 0
     residual_cache: Any = None
     buf_x: Any = None
     buf_y: Any = None
 
 
-def _is_scalar(v):
-    return isinstance(v, float) or (is_torch(v) and v.ndim == 0)
-
-
 def _as_step(value, like, shape, name, where):
-    """A scalar step as a float, an array step as an array/tensor of ``like``'s type.
+    """A step validated once (:func:`~tikhon._core.checks.check_step`) in the iterate's layout.
 
-    Validated once, at ``init``; a tensor step stays on its device.
+    Scalars stay floats (or 0-d tensors); arrays are broadcast to ``shape`` and
+    cast to ``like``'s backend, dtype and device (a tensor step stays on its device).
     """
-    if isinstance(value, numbers.Real) and not isinstance(value, bool):
-        return check_positive(value, name, where)
-    if is_torch(value):
-        if value.ndim == 0:
-            return check_positive(value, name, where)
-        d = value.detach()
-        if not (bool(torch_module().isfinite(d).all()) and bool((d > 0).all())):
-            raise ValueError(f"{where}: {name} must be positive and finite everywhere")
-        try:
-            out = value.expand(shape)
-        except RuntimeError as exc:
-            raise ValueError(f"{where}: {name} of shape {tuple(value.shape)} does not broadcast to {shape}") from exc
-        if is_torch(like):
-            return out.to(dtype=like.dtype, device=like.device).contiguous()
-        return np.ascontiguousarray(to_host(out), dtype=like.dtype)
-    arr = np.asarray(value, dtype=np.float64)
-    if arr.ndim == 0:
-        return check_positive(float(arr), name, where)
-    if not (np.isfinite(arr).all() and (arr > 0).all()):
-        raise ValueError(f"{where}: {name} must be positive and finite everywhere")
+    step = check_step(value, where, name)
+    if is_scalar(step):
+        return step
     try:
-        arr = np.broadcast_to(arr, shape)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {name} of shape {arr.shape} does not broadcast to {shape}") from exc
+        step = step.expand(shape) if is_torch(step) else np.broadcast_to(step, shape)
+    except (RuntimeError, ValueError) as exc:
+        raise ValueError(f"{where}: {name} of shape {tuple(step.shape)} does not broadcast to {shape}") from exc
     if is_torch(like):
-        return torch_module().as_tensor(np.ascontiguousarray(arr), dtype=like.dtype, device=like.device)
-    return np.ascontiguousarray(arr, dtype=like.dtype)
+        return as_like(step, like).contiguous()
+    return np.ascontiguousarray(to_numpy(step), dtype=like.dtype)
+
+
+def parse_step_ratio(step_ratio, where):
+    """``(ratio, adaptive)`` from a step-ratio argument: None, ``"adaptive"`` or a positive number."""
+    if isinstance(step_ratio, str):
+        if step_ratio != "adaptive":
+            raise ValueError(f"{where}: step_ratio must be None, 'adaptive' or a positive number, "
+                             f"got {step_ratio!r}")
+        return None, True
+    return check_positive(step_ratio, "step_ratio", where, allow_none=True), False
 
 
 def _detach_from(out, buf):
@@ -209,12 +215,13 @@ class ChambollePock(Solver):
         adaptation rate.
     criterion : {"residual", "gap"}
         See :func:`chambolle_pock`.
+    name : str
+        The name in messages (a problem built on this solver passes its own).
     """
 
-    name = "chambolle_pock"
-
-    def __init__(self, K, f, g, *, theta=1.0, gamma=0.0, adaptive=False, criterion="residual"):
-        where = self.name
+    def __init__(self, K, f, g, *, theta=1.0, gamma=0.0, adaptive=False, criterion="residual",
+                 name="chambolle_pock"):
+        self.name = where = name
         if not isinstance(K, LinearOperator):
             raise TypeError(f"{where}: K must be a tikhon LinearOperator, got {type(K).__name__}")
         f = check_functional(f, "f", where)
@@ -223,8 +230,7 @@ class ChambollePock(Solver):
                 "use admm for plug-and-play priors")
         refuse_fixed_step(f, "f", where, hint)
         refuse_fixed_step(g, "g", where, hint)
-        if isinstance(theta, bool) or not isinstance(theta, numbers.Real) or not 0.0 <= theta <= 1.0:
-            raise ValueError(f"{where}: theta must be in [0, 1], got {theta!r}")
+        theta = check_interval(theta, "theta", where, 0.0, 1.0)
         self.K, self.f, self.g = K, f, g
         self.theta0 = float(theta)
         self.gamma = check_nonneg(gamma, "gamma", where)
@@ -236,8 +242,6 @@ class ChambollePock(Solver):
         self.ops = list(K.ops) if blocks else [K]
         self.fs = list(f.functionals) if blocks else [f]
         self.fconj = [h.conj for h in self.fs]
-        self.n_infinite_gap = 0
-        self.gap_finite = True
 
     # -- blocks -------------------------------------------------------------------
     def _split(self, y):
@@ -436,11 +440,12 @@ class ChambollePock(Solver):
 
     def objective(self, state):
         """Primal objective ``f(K x) + g(x)`` at the current iterate (uses the cached ``K x``)."""
-        return sum(float(h._call(v)) for h, v in zip(self.fs, state.Kx)) + float(self.g._call(state.x))
+        return (sum(to_float(h._call(v)) for h, v in zip(self.fs, state.Kx))
+                + to_float(self.g._call(state.x)))
 
     def _dual_value(self, state):
-        return (-sum(float(h._call(b)) for h, b in zip(self.fconj, state.y))
-                - float(self.g.conj._call(-state.KTy)))
+        return (-sum(to_float(h._call(b)) for h, b in zip(self.fconj, state.y))
+                - to_float(self.g.conj._call(-state.KTy)))
 
     def gap(self, state):
         """Primal objective, dual objective and relative gap.
@@ -463,19 +468,17 @@ class ChambollePock(Solver):
             out["step_balance"] = state.balance
         if self.criterion_name == "gap":
             _, _, rel = self.gap(state)
-            self.gap_finite = math.isfinite(rel)
-            if not self.gap_finite:
-                self.n_infinite_gap += 1
+            if not math.isfinite(rel):
+                state.n_infinite_gap += 1
             out["gap"] = rel
-            out["gap_or_residual"] = abs(rel) if self.gap_finite else out["residual"]
+            out["gap_or_residual"] = abs(rel) if math.isfinite(rel) else out["residual"]
         return out
 
-    def describe(self, record):
-        if self.criterion_name == "gap" and self.gap_finite:
-            return f"relative gap = {record['gap_or_residual']:.3g}"
+    def describe(self, record, tol):
         if self.criterion_name == "gap":
-            return f"residual (the gap was infinite) = {record['gap_or_residual']:.3g}"
-        return super().describe(record)
+            what = "relative gap" if math.isfinite(record["gap"]) else "residual (the gap was infinite)"
+            return f"{what} = {record['gap_or_residual']:.3g} <= tol = {tol:g}"
+        return super().describe(record, tol)
 
     def optimality(self, x, y, *, tau, sigma):
         """Fixed-point residuals ``(x - x+, y - y+)`` of one iteration from ``(x, y)``.
@@ -492,11 +495,11 @@ class ChambollePock(Solver):
     def public_steps(self, state):
         """The last steps as reported in ``Result.steps``: floats, or arrays of K's shapes."""
         sigma = state.sigma_used
-        if all(_is_scalar(s) for s in sigma) and len({float(s) for s in sigma}) == 1:
+        if all(is_scalar(s) for s in sigma) and len({float(s) for s in sigma}) == 1:
             sigma_out = sigma[0]
         else:
             like = state.x
-            sigma_out = self.join([s if not _is_scalar(s) else full(op.out_shape, float(s), like)
+            sigma_out = self.join([s if not is_scalar(s) else full(op.out_shape, float(s), like)
                                    for s, op in zip(sigma, self.ops)])
         return {"tau": state.tau_used, "sigma": sigma_out, "theta": state.theta}
 
@@ -604,9 +607,7 @@ def chambolle_pock(K, f, g, x0=None, y0=None, *, tau=None, sigma=None, theta=1.0
     """
     where = "chambolle_pock"
     tol = check_tolerance(tol, "tol", where)
-    adaptive = isinstance(step_ratio, str) and step_ratio == "adaptive"
-    if isinstance(step_ratio, str) and not adaptive:
-        raise ValueError(f"{where}: step_ratio must be None, 'adaptive' or a positive number, got {step_ratio!r}")
+    ratio, adaptive = parse_step_ratio(step_ratio, where)
     if gamma is None:
         mu = float(getattr(g, "strong_convexity", 0.0) or 0.0)
         # any gamma <= mu is covered by [CP11]; the full modulus shrinks tau so fast
@@ -614,9 +615,9 @@ def chambolle_pock(K, f, g, x0=None, y0=None, *, tau=None, sigma=None, theta=1.0
         gamma = _GAMMA_FRACTION * mu if (mu > 0 and not precondition) else 0.0
     solver = ChambollePock(K, f, g, theta=theta, gamma=gamma, adaptive=adaptive, criterion=criterion)
     state = solver.init(x0, y0, tau=tau, sigma=sigma, precondition=precondition,
-                        step_ratio=None if adaptive else step_ratio)
+                        step_ratio=ratio)
     state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
                          progress=progress, check_every=check_every)
-    info = {"n_infinite_gap": solver.n_infinite_gap} if criterion == "gap" else {}
+    info = {"n_infinite_gap": state.n_infinite_gap} if criterion == "gap" else {}
     return outcome.result(state.x, steps=solver.public_steps(state), dual=solver.join(state.y),
                           info=info)

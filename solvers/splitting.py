@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tikhon._core.arrays import copy, is_torch, norms, tiny, zeros_like
+from tikhon._core.arrays import copy, norms, size, tiny, to_float, zeros_like
 from tikhon._core.checks import (
     check_finite_array,
     check_functional,
@@ -72,10 +72,6 @@ class ADMMState(State):
     x_prev: Any = None
     z_prev: Any = None
     Ax_prev: Any = None
-
-
-def _size(x):
-    return int(x.numel()) if is_torch(x) else int(x.size)
 
 
 class ADMM(Solver):
@@ -150,9 +146,14 @@ class ADMM(Solver):
         """One scaled-form ADMM iteration (linearized x-update with an operator).
 
         ``rho`` and ``step`` (the linearized step ``mu``) replace the state's
-        for this iteration; tensors keep the autograd graph.
+        from this iteration on; tensors keep the autograd graph. A new
+        ``rho`` rescales the scaled dual ``u`` so that the multiplier ``rho u``
+        is unchanged ([BPC11], 3.4.1).
         """
-        rho = state.rho if rho is None else rho
+        if rho is None:
+            rho = state.rho
+        elif rho is not state.rho:
+            state.u = state.u * (state.rho / rho)
         mu = state.mu if step is None else step
         f, g, A = self.f, self.g, self.A
         if A is None:
@@ -187,7 +188,7 @@ class ADMM(Solver):
     def monitor(self, state):
         r, sd = self.residuals(state)
         n_Ax, n_z, n_ATu = norms(state.Ax, state.z, self._apply_T(state.u))
-        m, n = _size(state.z), _size(state.x)
+        m, n = size(state.z), size(state.x)
         t = tiny(state.x)
         tol, atol = self.tol, self.atol
         dual_scale = float(state.rho) * n_ATu
@@ -203,11 +204,20 @@ class ADMM(Solver):
         out = {"primal_residual": r, "dual_residual": sd, "criterion": crit}
         if self.record_objective:
             # g at z (its prox output, so inside its domain), as in [BPC11]
-            out["objective"] = float(self.f._call(state.x)) + float(self.g._call(state.z))
+            out["objective"] = to_float(self.f._call(state.x)) + to_float(self.g._call(state.z))
         return out
 
+    def _absolute_only(self):
+        return self.tol == 0 and self.atol > 0
+
     def done(self, state, record, tol):
-        return record["criterion"] <= (1.0 if self.tol == 0 and self.atol > 0 else tol)
+        return record["criterion"] <= (1.0 if self._absolute_only() else tol)
+
+    def describe(self, record, tol):
+        if self._absolute_only():
+            return (f"max(||r|| / eps_pri, ||s|| / eps_dual) = {record['criterion']:.3g} <= 1 "
+                    f"(atol = {self.atol:g})")
+        return super().describe(record, tol)
 
     def optimality(self, x, z, u, *, rho, step=None):
         """Fixed-point residuals ``(x - x+, z - z+, u - u+)`` of one iteration."""

@@ -31,7 +31,6 @@ level); the recipe with learned weights is
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import time
 
@@ -43,9 +42,9 @@ from tikhon._core.checks import (
     check_callable,
     check_choice,
     check_finite_array,
+    check_interval,
     check_nonneg,
     check_positive,
-    check_real,
 )
 from tikhon._core.loop import Outcome, run
 from tikhon.data import estimate_noise_sigma
@@ -91,7 +90,7 @@ def _image_input(arr, shape, name, where, like, nonneg=False):
 
 
 def tv_problem(A, y, lam, weights=None, nonneg=True, data="l2", step_ratio=None,
-               precondition=False, where="tv_problem"):
+               precondition=False, *, name="tv_problem"):
     """The Chambolle-Pock solver and steps of a (weighted) TV reconstruction.
 
     Builds ``K = stack([A, Gradient])``, ``f = separable_sum([D(. ; y),
@@ -104,8 +103,10 @@ def tv_problem(A, y, lam, weights=None, nonneg=True, data="l2", step_ratio=None,
     Parameters
     ----------
     A, y, lam, weights, nonneg, data, step_ratio, precondition
-        As in :func:`tv_reconstruction` (``y`` and ``weights`` are used as
-        given: a tensor keeps its graph).
+        As in :func:`tv_reconstruction` (``y``, ``lam`` and ``weights`` are
+        used as given: a tensor keeps its graph).
+    name : str
+        The name in the solver's messages.
 
     Returns
     -------
@@ -116,16 +117,23 @@ def tv_problem(A, y, lam, weights=None, nonneg=True, data="l2", step_ratio=None,
     """
     from tikhon.operators import stack
     from tikhon.operators.prox import L21, KullbackLeibler, NonNegative, SquaredL2, Zero, separable_sum
-    from tikhon.solvers.primal_dual import ChambollePock
+    from tikhon.solvers.primal_dual import ChambollePock, parse_step_ratio
 
+    where = name
+    if not isinstance(A, LinearOperator):
+        raise TypeError(f"{where}: A must be a LinearOperator, got {type(A).__name__}")
     shape = tuple(A.in_shape)
-    adaptive = isinstance(step_ratio, str) and step_ratio == "adaptive"
-    if step_ratio is None or adaptive:
-        ratio = _DEFAULT_RATIO
-    elif isinstance(step_ratio, str):
-        raise ValueError(f"{where}: step_ratio must be None, 'adaptive' or a positive number, got {step_ratio!r}")
-    else:
-        ratio = check_positive(step_ratio, "step_ratio", where)
+    y = check_finite_array(y, "y", where, shape=A.out_shape)
+    lam_value = check_nonneg(lam, "lam", where)
+    lam = lam if is_torch(lam) else lam_value
+    check_choice(data, ("l2", "kl"), "data", where)
+    if data == "kl" and bool((y < 0).any()):
+        raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
+    nonneg = check_bool(nonneg, "nonneg", where)
+    if weights is not None:
+        check_finite_array(weights, "weights", where, shape=shape, nonneg=True)
+    ratio, adaptive = parse_step_ratio(step_ratio, where)
+    ratio = _DEFAULT_RATIO if ratio is None else ratio
     G = _gradient_operator(shape)
     norm_A = A.norm(like=y) * _NORM_MARGIN
     if norm_A == 0:
@@ -139,7 +147,7 @@ def tv_problem(A, y, lam, weights=None, nonneg=True, data="l2", step_ratio=None,
     tv = L21(axis=0, weights=lam if weights is None else lam * weights)
     K = stack([A, G])
     solver = ChambollePock(K, separable_sum([fit, tv], K), NonNegative() if nonneg else Zero(),
-                           adaptive=adaptive)
+                           adaptive=adaptive, name=name)
     if precondition:
         try:
             absA = A.abs()
@@ -278,21 +286,16 @@ def tv_reconstruction(
         # the loop works on the data tensor's device: detach it from any graph once
         y = y.detach()
     lam = check_nonneg(lam, "lam", where)
-    check_choice(data, ("l2", "kl"), "data", where)
-    if data == "kl" and bool((y < 0).any()):
-        raise ValueError(f"{where}: data='kl' needs nonnegative y (counts)")
     shape = tuple(A.in_shape)
     w = None if weights is None else _image_input(weights, shape, "weights", where, y, nonneg=True)
+    solver, steps = tv_problem(A, y, lam, w, nonneg, data, step_ratio, precondition, name=where)
     if x0 is None:
         x = full(shape, 0.0, y)
     else:
         x = _image_input(x0, shape, "x0", where, y)
-    nonneg = check_bool(nonneg, "nonneg", where)
     if nonneg:
         x = x.clamp(min=0) if is_torch(x) else np.maximum(x, 0)
     check_callable(callback, "callback", where)
-    solver, steps = tv_problem(A, y, lam, w, nonneg, data, step_ratio, precondition, where)
-    solver.name = where
 
     # an operator holding trainable tensors must not record a graph either
     with torch_module().no_grad() if is_torch(y) else contextlib.nullcontext():
@@ -361,9 +364,7 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
         est = est.detach()
     else:
         est = np.asarray(est, dtype=np.float64)
-    p = check_real(p, "p", where)
-    if not 0 < p <= 1:
-        raise ValueError(f"{where}: p must be in (0, 1], got {p}")
+    p = check_interval(p, "p", where, 0.0, 1.0, open_lo=True)
     if kind == "image":
         g = _group_norm(_gradient_operator(tuple(est.shape))._forward(est))
     else:
@@ -371,15 +372,11 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
             raise ValueError(f"{where}: a gradient-magnitude estimate must be nonnegative")
         g = est
     if eta is None:
-        frac = check_real(eta_fraction, "eta_fraction", where)
-        if frac <= 0:
-            raise ValueError(f"{where}: eta_fraction must be > 0, got {frac}")
+        frac = check_positive(eta_fraction, "eta_fraction", where)
         gmax = float(g.max()) if math.prod(g.shape) else 0.0
         eta = frac * gmax if gmax > 0 else 1.0
     else:
-        eta = check_real(eta, "eta", where)
-        if eta <= 0:
-            raise ValueError(f"{where}: eta must be > 0, got {eta}")
+        eta = check_positive(eta, "eta", where)
     if p == 1:
         return full(g.shape, 1.0, g)
     return (eta / xp_sqrt(eta**2 + g**2)) ** (1.0 - p)
@@ -493,8 +490,6 @@ def pilot_wtv_reconstruction(A, y, lam=None, pilot_lam=None, p=0.5, eta_fraction
     status, message = res.status, res.message
     if pilot.status != "converged":
         status, message = pilot.status, f"pilot: {pilot.message}; weighted: {res.message}"
-    return dataclasses.replace(
-        res, n_iter=pilot.n_iter + res.n_iter, elapsed=pilot.elapsed + res.elapsed,
-        status=status, converged=status == "converged", message=message,
-        info={**res.info, "pilot": pilot},
-    )
+    outcome = Outcome(status, pilot.n_iter + res.n_iter, message, res.history,
+                      pilot.elapsed + res.elapsed)
+    return outcome.result(res.x, steps=res.steps, dual=res.dual, info={**res.info, "pilot": pilot})

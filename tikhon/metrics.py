@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch
+from tikhon._core.arrays import to_numpy
 from tikhon._core.checks import check_finite_array, check_positive
 
 __all__ = ["psnr", "ssim", "nmse"]
@@ -24,7 +24,7 @@ __all__ = ["psnr", "ssim", "nmse"]
 
 def _to_numpy(a, name: str, where: str) -> np.ndarray:
     """A real (float, integer or bool) array or tensor as a finite float64 NumPy array."""
-    arr = a.detach().cpu().numpy() if is_torch(a) else np.asarray(a)
+    arr = to_numpy(a)
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{where}: {name} must be a real numeric array, got dtype {arr.dtype}")
     if arr.size == 0:

@@ -10,11 +10,21 @@ identity ``prox_{tau f*}(x) = x - tau prox_{f/tau}(x / tau)``. Scaling
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from tikhon._core.arrays import ParamCache, all_finite, copy, is_torch, torch_module, vdot
+from tikhon._core.arrays import (
+    ParamCache,
+    all_finite,
+    copy,
+    is_scalar,
+    is_torch,
+    join_flat,
+    split_flat,
+    to_float,
+    torch_module,
+    vdot,
+)
 from tikhon._core.checks import check_real_floating, check_step
 
 __all__ = ["Functional", "ScaledFunctional", "ShiftedFunctional", "Conjugate", "SeparableSum", "separable_sum"]
@@ -41,8 +51,12 @@ def indicator_tol(x):
 
 
 def scalar_tau(tau, where):
-    """Reduce a step to a Python float; an array step must be constant."""
-    if isinstance(tau, float):
+    """Reduce a step to a scalar; an array step must be constant.
+
+    A float or a 0-d tensor is returned as it is (a tensor keeps its graph);
+    checking that an array is constant reads it (a device sync for tensors).
+    """
+    if isinstance(tau, float) or (is_torch(tau) and tau.ndim == 0):
         return tau
     if is_torch(tau):
         lo, hi = float(tau.min()), float(tau.max())
@@ -64,12 +78,6 @@ def _scale_factor(c):
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"a functional can only be scaled by a finite c >= 0, got {value!r}")
     return c, value
-
-
-def _is_scalar(c):
-    if is_torch(c):
-        return c.ndim == 0
-    return isinstance(c, numbers.Real) and not isinstance(c, bool)
 
 
 class Functional:
@@ -129,7 +137,7 @@ class Functional:
     def __call__(self, x):
         """Value ``f(x)`` as a float (``inf`` outside the domain)."""
         x = check_real_floating(x, "x", f"{self._label()}.__call__")
-        return float(self._call(x))
+        return to_float(self._call(x))
 
     def prox(self, x, tau=1.0):
         """``argmin_z f(z) + ||z - x||^2 / (2 tau)``.
@@ -181,7 +189,7 @@ class Functional:
 
     def __mul__(self, c):
         """``c * f`` for a real ``c >= 0`` or a 0-d tensor (a learnable weight)."""
-        if _is_scalar(c):
+        if is_scalar(c):
             return ScaledFunctional(self, c)
         return NotImplemented
 
@@ -390,30 +398,23 @@ class SeparableSum(Functional):
             raise ValueError(
                 f"separable_sum: expected a flat vector of shape ({self.size},), got {tuple(y.shape)}"
             )
-        return [
-            y[self._offsets[i]: self._offsets[i + 1]].reshape(s) for i, s in enumerate(self.shapes)
-        ]
+        return split_flat(y, self._offsets, self.shapes)
 
     def _tau_blocks(self, tau):
-        if isinstance(tau, float):
+        if is_scalar(tau):
             return [tau] * len(self.shapes)
         return self._blocks(tau)
-
-    def _join(self, parts):
-        if is_torch(parts[0]):
-            return torch_module().cat([p.reshape(-1) for p in parts])
-        return np.concatenate([np.ravel(p) for p in parts])
 
     def _call(self, y):
         return sum(f._call(b) for f, b in zip(self.functionals, self._blocks(y)))
 
     def _prox(self, y, tau):
-        return self._join(
+        return join_flat(
             [f._prox(b, t) for f, b, t in zip(self.functionals, self._blocks(y), self._tau_blocks(tau))]
         )
 
     def _grad(self, y):
-        return self._join([f._grad(b) for f, b in zip(self.functionals, self._blocks(y))])
+        return join_flat([f._grad(b) for f, b in zip(self.functionals, self._blocks(y))])
 
     def _conj_call(self, y):
         return sum(f._conj_call(b) for f, b in zip(self.functionals, self._blocks(y)))

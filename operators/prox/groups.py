@@ -3,22 +3,28 @@
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, norm, torch_module
+from tikhon._core.arrays import (
+    ParamCache,
+    as_like,
+    is_torch,
+    norm,
+    norm_value,
+    sum_value,
+    to_host,
+    to_numpy,
+    torch_module,
+    xp_maximum0,
+    xp_sqrt,
+    xp_where,
+)
+from tikhon._core.checks import check_axis, check_param
 from tikhon.operators._kernels import prox_numba
-from tikhon._core.arrays import ParamCache, as_like, xp_maximum0, xp_sqrt, xp_where
-from tikhon._core.checks import check_param
-from tikhon.operators.prox.base import indicator_tol, scalar_tau
-from tikhon.operators.prox.base import Functional
+from tikhon.operators.prox.base import Functional, indicator_tol, scalar_tau
 
 __all__ = ["L2", "L21", "L21Conjugate", "SumOfNorms"]
-
-
-def _norm64(x):
-    return norm(x)
 
 
 class L2(Functional):
@@ -32,15 +38,21 @@ class L2(Functional):
     """
 
     def _call(self, x):
-        return _norm64(x)
+        return norm_value(x)
 
     def _prox(self, x, tau):
         t = scalar_tau(tau, "L2.prox")
-        n = _norm64(x)
+        if is_torch(x):
+            # on the device, differentiable in x and in a tensor step
+            torch = torch_module()
+            n = torch.linalg.vector_norm(x)
+            shrink = torch.clamp(1 - t / torch.where(n > 0, n, torch.ones_like(n)), min=0)
+            return x * torch.where(n > 0, shrink, torch.zeros_like(shrink))
+        n = norm(x)
         return x * (max(1.0 - t / n, 0.0) if n > 0 else 0.0)
 
     def _conj_call(self, y):
-        return 0.0 if _norm64(y) <= 1.0 + indicator_tol(y) else math.inf
+        return 0.0 if norm(y) <= 1.0 + indicator_tol(y) else math.inf
 
     @property
     def conj(self):
@@ -51,9 +63,7 @@ class L2(Functional):
 
 
 def _norm_axis(axis, ndim, where):
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"{where}: axis {axis} is out of range for an input with {ndim} dimensions")
-    return axis % ndim
+    return check_axis(axis, ndim, "axis", where)
 
 
 def _group_norms(x, axis):
@@ -87,9 +97,7 @@ class L21(Functional):
     """
 
     def __init__(self, axis=0, weights=None):
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-            raise TypeError(f"L21: axis must be an int, got {axis!r}")
-        self.axis = int(axis)
+        self.axis = check_axis(axis, None, "axis", "L21")
         w = check_param(weights, "weights", "L21", nonneg=True, allow_none=True)
         self.weights = 1.0 if w is None else w
         self._w = ParamCache(self.weights)
@@ -138,8 +146,11 @@ class L21(Functional):
         return self._thr_cache[1]
 
     def _reduce_tau(self, tau, x, axis):
-        """A step constant along ``axis``, reduced to broadcast like the group norms."""
-        if isinstance(tau, float):
+        """A step constant along ``axis``, reduced to broadcast like the group norms.
+
+        A 0-d tensor passes through (no check, no sync: a learnable step).
+        """
+        if isinstance(tau, float) or (is_torch(tau) and tau.ndim == 0):
             return tau
         t = as_like(tau, x)
         if is_torch(t):
@@ -157,7 +168,7 @@ class L21(Functional):
         axis = _norm_axis(self.axis, x.ndim, "L21")
         w = self._w_keepdims(x, axis)
         if is_torch(x):
-            return float((w * _group_norms(x.double(), axis)).sum())
+            return (w * _group_norms(x.double(), axis)).sum()
         n = _group_norms(x.astype(np.float64, copy=False), axis)
         return float(np.sum(w * n))
 
@@ -256,7 +267,7 @@ class SumOfNorms(Functional):
 
     def __init__(self, groups, weights=None):
         if is_torch(groups):
-            groups = groups.detach().cpu().numpy()
+            groups = to_numpy(groups)
         g = np.asarray(groups)
         if g.dtype.kind not in "iu":
             raise TypeError(f"SumOfNorms: groups must be an integer array, got dtype {g.dtype}")
@@ -269,7 +280,7 @@ class SumOfNorms(Functional):
             w = 1.0
         if not isinstance(w, float):
             if is_torch(w):
-                w = w.detach().cpu().numpy().astype(np.float64)
+                w = to_host(w)
             if w.shape != (self.n_groups,):
                 raise ValueError(
                     f"SumOfNorms: weights must have shape ({self.n_groups},) (one per label), got {w.shape}"
@@ -312,10 +323,10 @@ class SumOfNorms(Functional):
         self._check(x, "__call__")
         sq = self._sq_norms(x.double() if is_torch(x) else x.astype(np.float64, copy=False))
         w = self._wfull.get(sq)
-        return float((w * xp_sqrt(sq)).sum())
+        return sum_value(w * xp_sqrt(sq))
 
     def _tau_groups(self, tau, x):
-        if isinstance(tau, float):
+        if isinstance(tau, float) or (is_torch(tau) and tau.ndim == 0):
             return tau
         t = as_like(tau, x)
         if is_torch(t):

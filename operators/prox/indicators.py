@@ -12,15 +12,23 @@ validated.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, norm, torch_module
-from tikhon._core.arrays import ParamCache, copy, xp_clip, xp_maximum0, xp_sign, xp_where
-from tikhon._core.checks import check_param
-from tikhon.operators.prox.base import indicator_tol
-from tikhon.operators.prox.base import Functional
+from tikhon._core.arrays import (
+    ParamCache,
+    copy,
+    is_torch,
+    norm,
+    to_host,
+    torch_module,
+    xp_clip,
+    xp_maximum0,
+    xp_sign,
+    xp_where,
+)
+from tikhon._core.checks import check_axis, check_param
+from tikhon.operators.prox.base import Functional, indicator_tol
 
 __all__ = ["NonNegative", "Box", "Simplex", "L1Ball", "L2Ball", "Zero"]
 
@@ -35,10 +43,6 @@ def _sum64(x, axis=None):
         x = x.double()
         return x.sum() if axis is None else x.sum(dim=axis)
     return np.sum(x, axis=axis, dtype=np.float64)
-
-
-def _norm64(x):
-    return norm(x)
 
 
 class NonNegative(Functional):
@@ -74,7 +78,7 @@ class Box(Functional):
         if hi is not None and _any_value(hi, -math.inf):
             raise ValueError("Box: upper must not contain -inf")
         if lo is not None and hi is not None:
-            lo_np, hi_np = _to_numpy(lo), _to_numpy(hi)
+            lo_np, hi_np = to_host(lo), to_host(hi)
             try:
                 ok = np.all(lo_np <= hi_np)
             except ValueError as exc:
@@ -126,25 +130,11 @@ def _any_value(p, v):
     return bool(np.any(p == v))
 
 
-def _to_numpy(p):
-    if is_torch(p):
-        return p.detach().cpu().double().numpy()
-    return np.asarray(p, dtype=np.float64)
-
-
 def _check_radius(radius, where):
     r = check_param(radius, "radius", where, positive=True)
     if not isinstance(r, float):
         raise TypeError(f"{where}: radius must be a scalar")
     return r
-
-
-def _check_axis(axis, where):
-    if axis is None:
-        return None
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{where}: axis must be an int or None, got {axis!r}")
-    return int(axis)
 
 
 def project_simplex(x, radius=1.0, axis=None):
@@ -213,7 +203,7 @@ class Simplex(Functional):
 
     def __init__(self, radius=1.0, axis=None):
         self.radius = _check_radius(radius, "Simplex")
-        self.axis = _check_axis(axis, "Simplex")
+        self.axis = None if axis is None else check_axis(axis, None, "axis", "Simplex")
 
     def _call(self, x):
         tol = indicator_tol(x)
@@ -255,7 +245,7 @@ class L1Ball(Functional):
 
     def __init__(self, radius=1.0, axis=None):
         self.radius = _check_radius(radius, "L1Ball")
-        self.axis = _check_axis(axis, "L1Ball")
+        self.axis = None if axis is None else check_axis(axis, None, "axis", "L1Ball")
 
     def _l1(self, x):
         return _sum64(abs(x), self.axis)
@@ -307,19 +297,19 @@ class L2Ball(Functional):
     def _call(self, x):
         c = self._c.get(x)
         d = x if c is None else x - c
-        return 0.0 if _norm64(d) <= self.radius * (1 + indicator_tol(x)) else math.inf
+        return 0.0 if norm(d) <= self.radius * (1 + indicator_tol(x)) else math.inf
 
     def _prox(self, x, tau):
         c = self._c.get(x)
         d = x if c is None else x - c
-        n = _norm64(d)
+        n = norm(d)
         if n <= self.radius:
             return copy(x)
         z = d * (self.radius / n)
         return z if c is None else z + c
 
     def _conj_call(self, y):
-        val = self.radius * _norm64(y)
+        val = self.radius * norm(y)
         c = self._c.get(y)
         if c is not None:
             val += float(_sum64(y * c))

@@ -6,8 +6,7 @@ import math
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module
-from tikhon._core.arrays import ParamCache, as_like, xp_sqrt, xp_where
+from tikhon._core.arrays import ParamCache, as_like, is_torch, sum_value, torch_module, xp_sqrt, xp_where
 from tikhon._core.checks import check_param
 from tikhon.operators.prox.base import indicator_tol
 from tikhon.operators.prox.base import Functional
@@ -70,7 +69,7 @@ class KullbackLeibler(Functional):
         if bool((u < 0).any()) or bool(((u == 0) & (b > 0)).any()):
             return math.inf
         val = u - _xlogy(b, u) + _xlogy(b, b) - b
-        return float(val.sum())
+        return sum_value(val)
 
     def _prox(self, x, tau):
         b, r = self._parts(x)

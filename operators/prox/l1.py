@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module
-from tikhon._core.arrays import ParamCache, as_like, xp_maximum0, xp_sign, xp_where
+from tikhon._core.arrays import ParamCache, as_like, is_torch, torch_module, xp_maximum0, xp_sign, xp_where
 from tikhon._core.checks import check_param
 from tikhon.operators.prox.base import Functional
 

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module
+from tikhon._core.arrays import is_torch, sum_value, torch_module
 from tikhon.operators.prox.base import indicator_tol, scalar_tau
 from tikhon.operators.prox.base import Functional
 
@@ -40,7 +40,7 @@ class NuclearNorm(Functional):
     def _call(self, x):
         self._check(x, "__call__")
         s = _svdvals(x.double() if is_torch(x) else x.astype(np.float64, copy=False))
-        return float(s.sum())
+        return sum_value(s)
 
     def _prox(self, x, tau):
         self._check(x, "prox")

@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch, torch_module, vdot
-from tikhon._core.arrays import ParamCache, as_like, xp_where
-from tikhon._core.checks import check_param
+from tikhon._core.arrays import ParamCache, as_like, copy, dot_value, is_torch, sum_value, torch_module, vdot, xp_where
+from tikhon._core.checks import check_param, check_positive_int
+from tikhon._core.loop import warn_at_caller
 from tikhon.operators.prox.base import indicator_tol
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["SquaredL2", "Huber"]
-
-
-def _dot64(a, b):
-    return vdot(a, b)
 
 
 class SquaredL2(Functional):
@@ -63,11 +58,9 @@ class SquaredL2(Functional):
                 raise ValueError(f"SquaredL2: b has shape {tuple(self.b.shape)}, op.out_shape is {op.out_shape}")
         if cg_tol is not None:
             cg_tol = check_param(cg_tol, "cg_tol", "SquaredL2", positive=True)
-        if int(cg_max_iter) < 1:
-            raise ValueError(f"SquaredL2: cg_max_iter must be >= 1, got {cg_max_iter!r}")
         self.op = op
         self.cg_tol = cg_tol
-        self.cg_max_iter = int(cg_max_iter)
+        self.cg_max_iter = check_positive_int(cg_max_iter, "cg_max_iter", "SquaredL2")
         self._b = ParamCache(self.b)
         self.strong_convexity = 1.0 if op is None else 0.0
         self._lip = 1.0 if op is None else None
@@ -88,11 +81,16 @@ class SquaredL2(Functional):
 
     def _call(self, x):
         r = self._residual(x)
-        return 0.5 * _dot64(r, r)
+        return 0.5 * dot_value(r, r)
 
     def _grad(self, x):
         r = self._residual(x)
         return r if self.op is None else self.op.adjoint(r)
+
+    def _value_and_grad(self, x):
+        # one application of A for both (backtracking evaluates both at each point)
+        r = self._residual(x)
+        return 0.5 * dot_value(r, r), (r if self.op is None else self.op.adjoint(r))
 
     def _prox(self, x, tau):
         t = as_like(tau, x)
@@ -114,37 +112,35 @@ class SquaredL2(Functional):
             tol = self.cg_tol
         else:
             tol = 1e-5 if indicator_tol(x) > 1e-6 else 1e-10
-        z = x.clone() if is_torch(x) else x.copy()
+        z = copy(x)
         r = rhs - matvec(z)
-        p = r.clone() if is_torch(r) else r.copy()
-        rr = _dot64(r, r)
-        stop = (tol * math.sqrt(_dot64(rhs, rhs))) ** 2
+        p = copy(r)
+        rr = vdot(r, r)
+        stop = (tol * math.sqrt(vdot(rhs, rhs))) ** 2
         for _ in range(self.cg_max_iter):
             if rr <= stop:
                 return z
             q = matvec(p)
-            alpha = rr / _dot64(p, q)
+            alpha = rr / vdot(p, q)
             z = z + alpha * p
             r = r - alpha * q
-            rr_new = _dot64(r, r)
+            rr_new = vdot(r, r)
             p = r + (rr_new / rr) * p
             rr = rr_new
         if rr > stop:
-            warnings.warn(
+            warn_at_caller(
                 f"SquaredL2.prox: conjugate gradients stopped at cg_max_iter={self.cg_max_iter} with "
-                f"relative residual {math.sqrt(rr / max(_dot64(rhs, rhs), 1e-300)):.2e} > cg_tol={tol:g}",
-                UserWarning,
-                stacklevel=3,
+                f"relative residual {math.sqrt(rr / max(vdot(rhs, rhs), 1e-300)):.2e} > cg_tol={tol:g}"
             )
         return z
 
     def _conj_call(self, y):
         if self.op is not None:
             raise NotImplementedError("the conjugate of SquaredL2 with an operator has no closed-form value")
-        val = 0.5 * _dot64(y, y)
+        val = 0.5 * vdot(y, y)
         b = self._b.get(y)
         if b is not None:
-            val += _dot64(y, y * 0 + b)
+            val += vdot(y, y * 0 + b)
         return val
 
     @property
@@ -221,7 +217,7 @@ class Huber(Functional):
         x = x.double() if is_torch(x) else x.astype(np.float64, copy=False)
         a = abs(x)
         d = self.delta
-        return float(xp_where(a <= d, x * x / (2 * d), a - d / 2).sum())
+        return sum_value(xp_where(a <= d, x * x / (2 * d), a - d / 2))
 
     def _grad(self, x):
         return x / _max_scalar(abs(x), self.delta)
@@ -233,7 +229,7 @@ class Huber(Functional):
     def _conj_call(self, y):
         if not bool((abs(y) <= 1 + indicator_tol(y)).all()):
             return math.inf
-        return 0.5 * self.delta * _dot64(y, y)
+        return 0.5 * self.delta * vdot(y, y)
 
     def __repr__(self):
         return f"Huber(delta={self.delta:g})"

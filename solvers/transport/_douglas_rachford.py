@@ -39,6 +39,8 @@ class DRState(State):
         The best certified pair so far.
     Y : numpy.ndarray or None
         NumPy: the kernel's second buffer.
+    check_every, max_iter : int
+        The loop's check spacing and budget, set when the loop starts.
     """
 
     Z: Any = None
@@ -49,22 +51,27 @@ class DRState(State):
     xn2: Any = 1.0
     best: Any = None
     Y: Any = None
+    check_every: int = 1
+    max_iter: int = 0
 
 
 class DouglasRachford(Solver):
     """Douglas-Rachford for ``min <C, P> + lam R(P)`` over ``U(a, b)`` with step ``t``.
 
-    ``check_every`` and ``max_iter`` say on which iterations the step also
-    returns the residual norms (two passes saved on the others).
+    The step returns the residual norms only on the iterations the loop checks
+    (two passes saved on the others); :meth:`start` tells it which.
     """
 
     name = "class_ot"
     criterion = "rel_gap"
 
-    def __init__(self, layout, lam, t, check_every, max_iter):
+    def __init__(self, layout, lam, t):
         self.layout, self.lam, self.t = layout, lam, t
-        self.check_every, self.max_iter = check_every, max_iter
         layout.set_step(t)
+
+    def start(self, state, *, tol, max_iter, check_every):
+        state.check_every, state.max_iter = check_every, max_iter
+        return state
 
     def init(self, Z):
         lay = self.layout
@@ -72,7 +79,7 @@ class DouglasRachford(Solver):
 
     def step(self, state):
         state.k += 1
-        norms = state.k % self.check_every == 0 or state.k == self.max_iter
+        norms = state.k % state.check_every == 0 or state.k == state.max_iter
         self.layout.dr_step(state, self.t, self.t * self.lam, norms)
         return state
 

@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from tikhon._core.arrays import backend_of, copy, is_torch, torch_module, vdot
+from tikhon._core.arrays import backend_of, copy, is_torch, size, torch_module, vdot
 from tikhon._core.checks import (
     check_finite_array,
     check_marginal,
@@ -70,10 +70,6 @@ def _flatnonzero(w):
     if is_torch(w):
         return torch_module().nonzero(w).reshape(-1)
     return np.flatnonzero(w)
-
-
-def _size(x):
-    return x.numel() if is_torch(x) else x.size
 
 
 def _submatrix(P, rows, cols):
@@ -135,7 +131,7 @@ class Model:
                     f"{_WHERE}: features must have shape (K, {n}, {m}), got {tuple(features.shape)}"
                 )
         ia, ib = _flatnonzero(a > 0), _flatnonzero(b > 0)
-        if _size(ia) < n or _size(ib) < m:
+        if size(ia) < n or size(ib) < m:
             a, b = a[ia] / a[ia].sum(), b[ib] / b[ib].sum()
             X, Y, P_hat = X[ia], Y[ib], _submatrix(P_hat, ia, ib)
             P_hat = P_hat / P_hat.sum()

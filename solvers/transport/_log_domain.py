@@ -21,8 +21,8 @@ __all__ = ["LogSinkhorn"]
 class LogSinkhorn(StagedSinkhorn):
     """Log-domain Sinkhorn on ``C``'s backend (see :class:`StagedSinkhorn` for the stages)."""
 
-    def __init__(self, C, a, b, schedule, tol, max_iter, relaxation):
-        super().__init__(C, a, b, schedule, tol, max_iter, relaxation)
+    def __init__(self, C, a, b, schedule, relaxation):
+        super().__init__(C, a, b, schedule, relaxation)
         self.steps = log_steps(C, a, b)
 
     def init(self, f0=None, g0=None):
@@ -30,7 +30,6 @@ class LogSinkhorn(StagedSinkhorn):
         st = self.steps
         n, m = self.C.shape
         eps = self.schedule[0]
-        st.set_eps(eps)
         f = st.zeros(n) if f0 is None else f0
         g = st.zeros(m) if g0 is None else g0
         state = SinkhornState(eps=eps, f=f, g=g, f_prev=st.spare(f), g_prev=st.spare(g),
@@ -46,7 +45,6 @@ class LogSinkhorn(StagedSinkhorn):
         self.keep_measured(state)
         state.stage, state.pending_stage = state.pending_stage, None
         state.eps = self.schedule[state.stage]
-        self.steps.set_eps(state.eps)
         state.relax = self.relaxation.start()
         state.f, state.g = centre(state.f, state.g)
 

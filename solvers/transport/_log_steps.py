@@ -37,7 +37,7 @@ class _NumpySteps:
         self.kern = kern
         self.C = C
         self.loga, self.logb = np.log(a), np.log(b)
-        # the row blocks of the column kernel: the threads in effect (see threads_for)
+        # the row blocks of the column kernel: the threads in effect (see _support.Support.kernel_threads)
         self.nb = kern.numba_threads()
 
     def zeros(self, k):
@@ -45,9 +45,6 @@ class _NumpySteps:
 
     def spare(self, x):
         return np.empty_like(x)
-
-    def set_eps(self, eps):
-        pass
 
     def row(self, f, g, eps, out, kappa=1.0, omega=1.0, measure=False, shift=False):
         err, moved = self.kern.row_lse_update(self.C, g, self.loga, eps, kappa, f, out, omega)
@@ -65,7 +62,7 @@ class _TorchSteps:
         self.torch = torch_module()
         self.C, self.a = C, a
         self.loga, self.logb = self.torch.log(a), self.torch.log(b)
-        self.Ce = None
+        self._Ce = (None, None)
 
     def zeros(self, k):
         return self.torch.zeros(k, dtype=self.C.dtype, device=self.C.device)
@@ -73,10 +70,12 @@ class _TorchSteps:
     def spare(self, x):
         return None
 
-    def set_eps(self, eps):
-        # C / eps once per eps: each half step then needs one n x m temporary
-        # (g / eps - C / eps) before the log-sum-exp instead of two
-        self.Ce = self.C / eps
+    def scaled_cost(self, eps):
+        """``C / eps``, kept for the latest eps: each half step then needs one
+        n x m temporary (``g / eps - C / eps``) before the log-sum-exp, not two."""
+        if self._Ce[0] != eps:
+            self._Ce = (eps, self.C / eps)
+        return self._Ce[1]
 
     def _update(self, old, logw, lse, eps, kappa, omega):
         new = eps * (logw - lse) if kappa == 1.0 else eps * logw - kappa * eps * lse
@@ -84,14 +83,14 @@ class _TorchSteps:
 
     def row(self, f, g, eps, out, kappa=1.0, omega=1.0, measure=False, shift=False):
         torch = self.torch
-        lse = torch.logsumexp(g[None, :] / eps - self.Ce, dim=1)
+        lse = torch.logsumexp(g[None, :] / eps - self.scaled_cost(eps), dim=1)
         # row sums of the plan (f, g) are exp(f / eps + lse), before f moves
         err = float((torch.exp(f / eps + lse) - self.a).abs().sum().detach()) if measure else None
         f_new = self._update(f, self.loga, lse, eps, kappa, omega)
         return f_new, err, _shift(f_new, f) if shift else None
 
     def col(self, f, g, eps, out, kappa=1.0, omega=1.0, shift=False):
-        lse = self.torch.logsumexp(f[:, None] / eps - self.Ce, dim=0)
+        lse = self.torch.logsumexp(f[:, None] / eps - self.scaled_cost(eps), dim=0)
         g_new = self._update(g, self.logb, lse, eps, kappa, omega)
         return g_new, _shift(g_new, g) if shift else None
 

@@ -105,10 +105,10 @@ class ScalingState(SinkhornState):
 class ScalingSinkhorn(StagedSinkhorn):
     """Exp-domain Sinkhorn with absorption (NumPy float64 ``C``, ``a``, ``b`` of positive mass)."""
 
-    def __init__(self, C, a, b, schedule, tol, max_iter, relaxation, use32=False, use32_last=False):
+    def __init__(self, C, a, b, schedule, relaxation, use32=False, use32_last=False):
         from tikhon.solvers.transport import _sinkhorn_kernels as kern
 
-        super().__init__(C, a, b, schedule, tol, max_iter, relaxation)
+        super().__init__(C, a, b, schedule, relaxation)
         self.kern = kern
         self.use32, self.use32_last = use32, use32_last
         self.loga, self.logb = np.log(a), np.log(b)

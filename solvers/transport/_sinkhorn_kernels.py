@@ -23,7 +23,7 @@ Every parallel loop writes only to its own rows, or its own block of columns,
 so the loops are free of write races. ``nb`` (the number of row blocks) is
 the caller's thread count: 1 runs the column kernels serially.
 Below about a million cost entries a parallel region costs more than it saves,
-so the solvers run inside :func:`threads_for`, which uses one thread there.
+so the solvers run on one numba thread there (:func:`tikhon._core.threads.numba_threads`).
 """
 
 from __future__ import annotations
@@ -40,26 +40,6 @@ PARALLEL_MIN_SIZE = 1 << 20
 def numba_threads():
     """The number of numba threads in effect (the row blocks of the column kernels)."""
     return numba.get_num_threads()
-
-
-class threads_for:
-    """Context: run problems below :data:`PARALLEL_MIN_SIZE` entries on one numba thread.
-
-    On a loaded machine the threads of a small parallel region mostly wait on
-    each other; the setting is restored on exit.
-    """
-
-    def __init__(self, size):
-        self.size = size
-
-    def __enter__(self):
-        self.saved = numba.get_num_threads()
-        if self.size < PARALLEL_MIN_SIZE:
-            numba.set_num_threads(1)
-        return self
-
-    def __exit__(self, *exc):
-        numba.set_num_threads(self.saved)
 
 
 # Reassociation lets LLVM vectorise the dot products; no flag that assumes

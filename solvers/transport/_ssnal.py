@@ -68,6 +68,8 @@ class SSNALState(State):
         The two sets of Jacobian buffers (current and trial point).
     rows, cols, df, dg : numpy.ndarray
         Work vectors (plan marginals, Newton direction).
+    tol : float
+        The loop's tolerance, set when the loop starts.
     """
 
     Q: Any = None
@@ -88,6 +90,7 @@ class SSNALState(State):
     cols: Any = None
     df: Any = None
     dg: Any = None
+    tol: float = 0.0
 
 
 class SSNAL(Solver):
@@ -96,11 +99,15 @@ class SSNAL(Solver):
     name = "class_ot"
     criterion = "rel_gap"
 
-    def __init__(self, layout, lam, sigma, tol):
-        self.layout, self.lam, self.sigma, self.tol = layout, lam, sigma, tol
+    def __init__(self, layout, lam, sigma):
+        self.layout, self.lam, self.sigma = layout, lam, sigma
         self.norm_ab = float(np.sqrt(layout.a @ layout.a + layout.b @ layout.b))
         Ct = layout.Ct
         self.crange = float(Ct.max() - Ct.min()) or 1.0
+
+    def start(self, state, *, tol, max_iter, check_every):
+        state.tol = tol  # the certificate is computed when the residuals near it
+        return state
 
     def init(self, Q):
         lay = self.layout
@@ -183,7 +190,7 @@ class SSNAL(Solver):
         cur = s.cur
         # the certificate costs a few Newton steps' worth of work: compute it when
         # the residuals say the gap may be near tol, and every 10 iterations
-        if s.best is None or max(cur.pinf, cur.dinf) <= 100 * max(self.tol, 1e-12) or s.k % 10 == 0:
+        if s.best is None or max(cur.pinf, cur.dinf) <= 100 * max(s.tol, 1e-12) or s.k % 10 == 0:
             s.best, *_ = certify(self.layout, s.best, s.P, s.f, s.g, self.lam)
         best = s.best
         return {"objective": best.primal, "dual_objective": best.dual, "rel_gap": best.rel,

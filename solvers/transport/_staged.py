@@ -135,6 +135,9 @@ class SinkhornState(IterationAlias, State):
         The verified plan, once converged.
     f_prev, g_prev : array or tensor
         The potentials before the latest update (NumPy: the kernels' spare buffers).
+    tol, max_iter : float, int
+        The loop's tolerance (the last stage's target) and budget (its last
+        iteration measures), set when the loop starts.
     """
 
     eps: float = math.nan
@@ -149,6 +152,8 @@ class SinkhornState(IterationAlias, State):
     plan: Any = None
     f_prev: Any = None
     g_prev: Any = None
+    tol: float = 0.0
+    max_iter: int = 0
 
 
 class StagedSinkhorn(Solver):
@@ -165,17 +170,20 @@ class StagedSinkhorn(Solver):
     name = "sinkhorn"
     criterion = "marginal_error"
 
-    def __init__(self, C, a, b, schedule, tol, max_iter, relaxation):
+    def __init__(self, C, a, b, schedule, relaxation):
         self.C, self.a, self.b = C, a, b
         self.schedule = schedule
-        self.tol, self.max_iter = tol, max_iter
         self.relaxation = relaxation
+
+    def start(self, state, *, tol, max_iter, check_every):
+        state.tol, state.max_iter = tol, max_iter
+        return state
 
     def omega_and_measure(self, state):
         """``(omega of this iteration's column step, whether it measures)``."""
         rx, rs = self.relaxation, state.relax
         omega = rx.column_omega(rs)
-        if state.k + 1 == self.max_iter:
+        if state.k + 1 == state.max_iter:
             return 1.0, True
         return omega, rx.measuring(rs)
 
@@ -190,12 +198,12 @@ class StagedSinkhorn(Solver):
         state.marginal_error = err
         if not math.isfinite(err):
             return True  # the check of this iteration stops the run
-        target = self.tol if self.last(state) else max(self.tol, STAGE_TOL)
+        target = state.tol if self.last(state) else max(state.tol, STAGE_TOL)
         if err <= target:
             if not self.last(state):
                 state.pending_stage = state.stage + 1
             return True
-        if state.k < self.max_iter:  # the budget's last measurement steers nothing
+        if state.k < state.max_iter:  # the budget's last measurement steers nothing
             self.relaxation.update(state.relax, err)
         return False
 

@@ -12,6 +12,7 @@ import contextlib
 import numpy as np
 
 from tikhon._core.arrays import is_torch
+from tikhon._core.threads import numba_threads
 
 __all__ = ["Support"]
 
@@ -70,7 +71,7 @@ class Support:
         """Context of the solve: the numba thread policy of the restricted size (torch: none)."""
         if self.torch:
             return contextlib.nullcontext()
-        from tikhon.solvers.transport._sinkhorn_kernels import threads_for
+        from tikhon.solvers.transport._sinkhorn_kernels import PARALLEL_MIN_SIZE
 
         rows, cols = self._index()
-        return threads_for(rows.size * cols.size)
+        return numba_threads(1 if rows.size * cols.size < PARALLEL_MIN_SIZE else None)

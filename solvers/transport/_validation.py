@@ -21,18 +21,20 @@ from tikhon._core.checks import (
 __all__ = ["cost_and_marginals", "potential", "problem"]
 
 
-def cost_and_marginals(a, b, C, where, *, balanced, hint="normalise them"):
+def cost_and_marginals(a, b, C, where, *, balanced, hint="normalise them", marginals_like=None):
     """``(a, b, C)`` checked: a finite cost and nonnegative marginals of its shape.
 
     NumPy inputs come back as float64 (``C`` C-contiguous, as the kernels read
-    it); tensors keep ``C``'s dtype and must share its device. ``balanced``
-    refuses marginals of different mass (``MASS_RTOL``, relative).
+    it); tensors keep ``C``'s dtype and must share its device (the marginals
+    take ``marginals_like``'s dtype when given). ``balanced`` refuses marginals
+    of different mass (``MASS_RTOL``, relative).
     """
     C = check_cost_matrix(C, where)
     check_same_device(where, a=a, b=b, C=C)
     n, m = C.shape
-    a = check_marginal(a, "a", n, where, like=C)
-    b = check_marginal(b, "b", m, where, like=C)
+    like = C if marginals_like is None else marginals_like
+    a = check_marginal(a, "a", n, where, like=like)
+    b = check_marginal(b, "b", m, where, like=like)
     if balanced:
         check_equal_mass(a, b, where, hint)
     if not is_torch(C):

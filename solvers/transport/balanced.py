@@ -258,9 +258,9 @@ def sinkhorn(
     relaxation = Relaxation(relax, spacing=check_every if backend == "torch" else 1)
     with support.kernel_threads():
         if scaling:
-            solver = ScalingSinkhorn(C, a, b, schedule, tol, max_iter, relaxation, use32, use32_last)
+            solver = ScalingSinkhorn(C, a, b, schedule, relaxation, use32, use32_last)
         else:
-            solver = LogSinkhorn(C, a, b, schedule, tol, max_iter, relaxation)
+            solver = LogSinkhorn(C, a, b, schedule, relaxation)
         state, outcome, plan, f, g = _solve(solver, f0, g0, tol=tol, max_iter=max_iter,
                                             callback=callback, progress=progress)
     P, f, g = support.embed(plan.P, f, g)

@@ -28,10 +28,7 @@ from tikhon._core.arrays import all_finite, backend_of, is_torch, torch_module
 from tikhon._core.checks import (
     check_callable,
     check_choice,
-    check_cost_matrix,
-    check_equal_mass,
     check_finite_array,
-    check_marginal,
     check_nonneg,
     check_positive,
     check_positive_int,
@@ -44,6 +41,7 @@ from tikhon.solvers.transport._class_ot_certificate import certify
 from tikhon.solvers.transport._class_ot_layout import NumpyLayout, TorchLayout
 from tikhon.solvers.transport._douglas_rachford import DouglasRachford
 from tikhon.solvers.transport._ssnal import SSNAL
+from tikhon.solvers.transport._validation import cost_and_marginals
 
 __all__ = ["class_ot", "class_regularizer"]
 
@@ -300,9 +298,9 @@ def class_ot(
     layout = (TorchLayout if backend == "torch" else NumpyLayout)(a, b, C, inverse)
     t = _choose_step(step, layout.mass, n, m, layout.cost_scale, lam)
     if ssnal:
-        solver = SSNAL(layout, lam, t, tol)
+        solver = SSNAL(layout, lam, t)
     else:
-        solver = DouglasRachford(layout, lam, t, check_every, max_iter)
+        solver = DouglasRachford(layout, lam, t)
     with layout.context():
         state = solver.init(layout.initial_plan(x0))
         state, outcome = run(solver, state, tol=tol, max_iter=max_iter, callback=callback,
@@ -333,21 +331,16 @@ def _validate(a, b, C, source_classes, lam, eps):
     NumPy: float64 arrays. Torch: float64 marginals and ``C`` as given, all on
     ``C``'s device.
     """
-    C = check_cost_matrix(C, _WHERE)
-    check_same_device(_WHERE, a=a, b=b, C=C)
-    n, m = C.shape
     # torch marginals in float64 on C's device: the certificate is float64
-    like = torch_module().empty(0, dtype=torch_module().float64, device=C.device) if is_torch(C) else None
-    a = check_marginal(a, "a", n, _WHERE, like=like)
-    b = check_marginal(b, "b", m, _WHERE, like=like)
-    sa, sb = check_equal_mass(a, b, _WHERE)
-    inverse = _class_index(source_classes, n, C)
+    like = (torch_module().empty(0, dtype=torch_module().float64, device=C.device)
+            if is_torch(C) else None)
+    a, b, C = cost_and_marginals(a, b, C, _WHERE, balanced=True, marginals_like=like)
+    sa, sb = float(a.sum()), float(b.sum())
+    inverse = _class_index(source_classes, C.shape[0], C)
     lam = check_nonneg(lam, "lam", _WHERE)
     if check_real(eps, "eps", _WHERE) != 0.0:
         raise ValueError(
             f"{_WHERE}: only the exact problem eps = 0 is implemented, got eps = {eps!r} "
             "(for an entropic variant use POT's ot.da.sinkhorn_l1l2_gl)"
         )
-    if not is_torch(C):
-        C = C.astype(np.float64, copy=False)
     return a, b * (sa / sb), C, inverse, lam

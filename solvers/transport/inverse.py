@@ -41,8 +41,8 @@ class _InverseFISTA(ProximalGradient):
     gradient step at an accepted iterate reuses it).
     """
 
-    def __init__(self, model, lam, scale):
-        super().__init__(smooth_functional(model.value_grad), lam * L1(), accelerate=True,
+    def __init__(self, model, lam, scale, step):
+        super().__init__(smooth_functional(model.value_grad), lam * L1(), step=step, accelerate=True,
                          backtracking=True, shrink=0.9, restart="gradient")
         self.name = _WHERE
         self.criterion = "kkt"
@@ -213,8 +213,8 @@ def inverse_ot(
     L = model.curvature()
     path, conv, n_total, elapsed = [], [], 0, 0.0
     for value in lams:
-        solver = _InverseFISTA(model, value, scale)
-        state, outcome = run(solver, solver.init(A, step=1.0 / L), tol=tol, max_iter=max_iter,
+        solver = _InverseFISTA(model, value, scale, step=1.0 / L)
+        state, outcome = run(solver, solver.init(A), tol=tol, max_iter=max_iter,
                              callback=callback, progress=progress, warn=warn)
         A, L = state.x, float(state.L)
         path.append(copy(A))

@@ -66,7 +66,6 @@ class UnbalancedSinkhorn(Solver):
     def __init__(self, C, a, b, eps, kappa):
         self.eps, self.kappa = eps, kappa
         self.steps = log_steps(C, a, b)
-        self.steps.set_eps(eps)
         self.shape = C.shape
 
     def init(self, f0=None, g0=None):

@@ -11,8 +11,8 @@ from tikhon._core import arrays, checks
     (checks.check_positive, np.inf, ValueError), (checks.check_positive, "1", TypeError),
     (checks.check_positive, True, TypeError), (checks.check_nonneg, -1e-9, ValueError),
     (checks.check_nonneg, np.nan, ValueError), (checks.check_real, np.inf, ValueError),
-    (checks.check_positive_int, 0, ValueError), (checks.check_positive_int, 2.0, ValueError),
-    (checks.check_positive_int, True, ValueError), (checks.check_tolerance, -1.0, ValueError),
+    (checks.check_positive_int, 0, ValueError), (checks.check_positive_int, 2.0, TypeError),
+    (checks.check_positive_int, True, TypeError), (checks.check_tolerance, -1.0, ValueError),
 ])
 def test_scalar_checks_name_the_argument(check, bad, exc):
     with pytest.raises(exc, match="where: value"):
@@ -45,6 +45,9 @@ def test_marginals_one_mass_tolerance():
     checks.check_equal_mass(a, b, "f")  # within the tolerance
     with pytest.raises(ValueError, match="equal mass"):
         checks.check_equal_mass(a, 2 * b, "f")
+    # just outside the one tolerance
+    with pytest.raises(ValueError, match="equal mass"):
+        checks.check_equal_mass(a, np.array([0.5, 0.5 * (1 + 3 * checks.MASS_RTOL)]), "f")
     for bad, match in (([1.0, -1.0], "negative"), ([0.0, 0.0], "zero total mass"),
                        ([1.0, np.nan], "NaN"), ([1.0], r"shape \(2,\)")):
         with pytest.raises(ValueError, match=match):
@@ -92,3 +95,17 @@ def test_same_device():
     meta = torch.ones(1, device="meta")
     with pytest.raises(ValueError, match="f: all tensors must be on one device"):
         checks.check_same_device("f", a=torch.ones(1), b=meta)
+
+
+def test_interval_and_axis_checks():
+    assert checks.check_interval(0.0, "theta", "f", 0.0, 1.0) == 0.0
+    for bad in (-0.1, 1.1, np.nan):
+        with pytest.raises(ValueError, match=r"f: theta must be in \[0, 1\]"):
+            checks.check_interval(bad, "theta", "f", 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        checks.check_interval(0.0, "p", "f", 0.0, 1.0, open_lo=True)
+    assert checks.check_axis(-1, 3, "axis", "f") == 2
+    with pytest.raises(ValueError, match="out of range"):
+        checks.check_axis(3, 3, "axis", "f")
+    with pytest.raises(TypeError, match="axis must be an int"):
+        checks.check_axis(1.0, None, "axis", "f")

@@ -12,7 +12,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tikhon.operators import MatrixOperator, Radon  # noqa: E402
-from tikhon.operators.prox import L1, L21, SquaredL2  # noqa: E402
+from tikhon.operators.prox import L1, L2, L21, SquaredL2  # noqa: E402
 from tikhon.solvers.first_order import ProximalGradient  # noqa: E402
 from tikhon.solvers.tomography import tv_problem  # noqa: E402
 
@@ -25,15 +25,15 @@ def _lasso(seed=0, n=12, p=20):
     return f, X, y
 
 
-@pytest.mark.parametrize("accelerate", [False, True])
-def test_gradcheck_unrolled_prox_grad(accelerate):
+@pytest.mark.parametrize("accelerate, restart", [(False, None), (True, None), (True, "adaptive")])
+def test_gradcheck_unrolled_prox_grad(accelerate, restart):
     f, X, y = _lasso()
     L = np.linalg.norm(X, 2) ** 2
-    solver = ProximalGradient(f, L1(), accelerate=accelerate, restart=None)
+    solver = ProximalGradient(f, L1(), step=1.0 / L, accelerate=accelerate, restart=restart)
     x0 = torch.zeros(X.shape[1], dtype=torch.float64)
 
     def unrolled(steps, lam):
-        state = solver.init(x0, step=1.0 / L)
+        state = solver.init(x0)
         for k in range(10):
             state = solver.step(state, step=steps[k], lam=lam)
         return state.x
@@ -104,25 +104,45 @@ def test_optimality_is_the_fixed_point_residual():
     assert float(r0.abs().max()) > 1e-3
 
 
-def test_steps_never_read_the_device(count_syncs):
-    """With backtracking off, a step reads nothing back to the host (no sync on a GPU)."""
-    f, X, y = _lasso()
-    L = np.linalg.norm(X, 2) ** 2
-    steps = torch.full((10,), 0.9 / L, dtype=torch.float64, requires_grad=True)
-    lam = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+@pytest.mark.parametrize("g", [L1(), L21(axis=0), L2()], ids=["L1", "L21", "L2"])
+def test_steps_never_read_the_device(g, count_syncs, no_host_transfers):
+    """With backtracking off, a step reads nothing back to the host (no sync, no copy on a GPU)."""
+    b = torch.from_numpy(np.random.default_rng(4).standard_normal((2, 6)))
+    f = SquaredL2(b=b)
+    steps = torch.full((10,), 0.9, dtype=torch.float64, requires_grad=True)
+    lam = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
     for accelerate in (False, True):
-        solver = ProximalGradient(f, L1(), accelerate=accelerate, backtracking=False)
-        state = solver.init(torch.zeros(X.shape[1], dtype=torch.float64), step=1.0 / L)
-        with count_syncs() as counter:
+        solver = ProximalGradient(f, g, step=0.9, accelerate=accelerate, backtracking=False)
+        state = solver.init(torch.zeros((2, 6), dtype=torch.float64))
+        with no_host_transfers(), count_syncs() as counter:
             for k in range(10):
                 state = solver.step(state, step=steps[k], lam=lam)
         assert counter["n"] == 0
+        assert state.x.requires_grad
+
+
+def test_tv_steps_never_read_the_device(count_syncs, no_host_transfers):
     n = 8
     A = Radon((n, n), np.linspace(0, np.pi, 6, endpoint=False))
     w = torch.ones((n, n), dtype=torch.float64, requires_grad=True)
     solver, st = tv_problem(A, torch.from_numpy(A(np.eye(n))), 0.3, weights=w)
     state = solver.init(torch.zeros((n, n), dtype=torch.float64), tau=st["tau"], sigma=list(st["sigma"]))
-    with count_syncs() as counter:
+    with no_host_transfers(), count_syncs() as counter:
         for _ in range(10):
             state = solver.step(state)
-    assert counter["n"] == 0
+    assert counter["n"] == 0 and state.x.requires_grad
+
+
+def test_values_keep_the_graph():
+    """Values of the members on tensors are 0-d float64 tensors with their graph."""
+    x = torch.tensor(np.random.default_rng(5).standard_normal((2, 4, 3)), requires_grad=True)
+    w = torch.tensor(0.5 + np.random.default_rng(6).random((4, 3)), requires_grad=True)
+    b = torch.tensor(np.random.default_rng(7).standard_normal((2, 4, 3)))
+    for f in (L21(axis=0, weights=w), SquaredL2(b=b), L2(), L1(weights=0.3)):
+        value = f._call(x)
+        assert torch.is_tensor(value) and value.ndim == 0 and value.requires_grad
+        assert float(value.detach()) == pytest.approx(f(x.detach()))
+    value, grad = SquaredL2(b=b).value_and_grad(x)
+    (auto,) = torch.autograd.grad(value, x)
+    assert torch.allclose(auto, grad)
+    assert torch.autograd.gradcheck(lambda w: L21(axis=0, weights=w)._call(x.detach()), (w,))

@@ -119,3 +119,23 @@ def test_nonneg_tv_state_is_the_pdhg_state():
     assert NonNegative()(res.x) == 0.0
     # the TV dual is that of grad itself: |q_i| <= lam
     assert float(L21(axis=0).conj(res.dual[1] / 0.1)) == 0.0
+
+
+@pytest.mark.parametrize("name", ["chambolle_pock", "tv_reconstruction"])
+def test_callback_stop_between_checks(name):
+    X, y = _lasso()
+    n = 16
+    A = Radon((n, n), np.linspace(0, np.pi, 8, endpoint=False))
+    stop = lambda s: s.k == 3  # noqa: E731
+    if name == "chambolle_pock":
+        res = chambolle_pock(MatrixOperator(X), SquaredL2(b=y), L1(), tol=0.0, max_iter=100,
+                             check_every=5, callback=stop)
+    else:
+        res = tv_reconstruction(A, A(shepp_logan(n)), 0.1, tol=0.0, max_iter=100, check_every=5,
+                                callback=stop)
+        # the residual reported is that of the iterate returned (no check happened)
+        with pytest.warns(ConvergenceWarning):
+            checked = tv_reconstruction(A, A(shepp_logan(n)), 0.1, tol=0.0, max_iter=3, check_every=1)
+        assert res.info["residual"] == pytest.approx(checked.history["residual"][-1], rel=1e-12)
+    assert res.status == "callback" and res.n_iter == 3
+    assert len(res.history["iteration"]) == 0  # stopped before the first check

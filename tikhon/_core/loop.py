@@ -18,10 +18,13 @@ operators and fixed options) with four methods:
     The fixed-point residual that vanishes at a solution, for implicit
     differentiation.
 
-and four hooks with defaults: ``due(state, check_every)`` (is this iteration a
-check?), ``done(state, record, tol)`` (does the record meet the tolerance?),
-``finish(state, status)`` (a last touch to the state once the loop stopped) and
-``describe(record)`` (how the criterion reads in messages).
+and five hooks with defaults: ``start(state, tol=, max_iter=, check_every=)``
+(the loop's settings, for methods whose steps must know them: a last iteration
+that must measure, stages that aim at ``tol``), ``due(state, check_every)`` (is
+this iteration a check?), ``done(state, record, tol)`` (does the record meet the
+tolerance?), ``finish(state, status)`` (a last touch to the state once the loop
+stopped) and ``describe(record, tol)`` (how a converged criterion reads in
+messages).
 :func:`run` drives any such object.
 """
 
@@ -38,7 +41,7 @@ import numpy as np
 from tikhon._core.checks import check_callable, check_positive_int, check_tolerance
 from tikhon._core.result import Result
 
-__all__ = ["ConvergenceWarning", "State", "Solver", "Outcome", "run", "warn_unconverged"]
+__all__ = ["ConvergenceWarning", "State", "Solver", "Outcome", "run", "warn_at_caller", "warn_unconverged"]
 
 
 class ConvergenceWarning(UserWarning):
@@ -71,6 +74,10 @@ class Solver:
     def monitor(self, state):  # pragma: no cover
         raise NotImplementedError(f"{type(self).__name__} does not implement monitor")
 
+    def start(self, state, *, tol, max_iter, check_every):
+        """The state to iterate from, told the loop's settings (default: unchanged)."""
+        return state
+
     def due(self, state, check_every):
         """Whether the iteration just done is a check (monitor, history, stopping test)."""
         return state.k % check_every == 0
@@ -83,9 +90,9 @@ class Solver:
         """The state to return once the loop stopped with ``status``."""
         return state
 
-    def describe(self, record):
-        """How the criterion reads in messages, e.g. ``"change = 3.1e-07"``."""
-        return f"{self.criterion} = {record[self.criterion]:.3g}"
+    def describe(self, record, tol):
+        """How a met criterion reads in messages, e.g. ``"change = 3.1e-07 <= tol = 1e-06"``."""
+        return f"{self.criterion} = {record[self.criterion]:.3g} <= tol = {tol:g}"
 
 
 @dataclass
@@ -127,9 +134,14 @@ def _caller_stacklevel():
     return level
 
 
+def warn_at_caller(message, category=UserWarning):
+    """Warn, pointing at the first frame outside tikhon (the user's call)."""
+    warnings.warn(message, category, stacklevel=_caller_stacklevel())
+
+
 def warn_unconverged(message):
     """Warn with :class:`ConvergenceWarning`, pointing at the user's call."""
-    warnings.warn(message, ConvergenceWarning, stacklevel=_caller_stacklevel())
+    warn_at_caller(message, ConvergenceWarning)
 
 
 def _is_nan(value):
@@ -177,6 +189,7 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
     tol = check_tolerance(tol, "tol", name)
     check_callable(callback, "callback", name)
     hyper = {} if hyper is None else dict(hyper)
+    state = solver.start(state, tol=tol, max_iter=max_iter, check_every=check_every)
     history = {"iteration": [], "time": []}
     bar = None
     if progress:
@@ -212,7 +225,7 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
                     bar.set_postfix({criterion: f"{last:.2e}"}, refresh=False)
                 if solver.done(state, record, tol):
                     status = "converged"
-                    message = f"{name}: converged, {solver.describe(record)} <= tol = {tol:g}"
+                    message = f"{name}: converged, {solver.describe(record, tol)}"
                     break
             if bar is not None:
                 bar.update(1)
