@@ -77,7 +77,7 @@ class NumpyLayout:
         return np.ascontiguousarray(np.asarray(x0, dtype=np.float64)[self.order].T)
 
     def set_step(self, t):
-        pass
+        """Nothing to precompute: the numba kernel takes the step with each call."""
 
     def round(self, X):
         return round_to_polytope(X, self.a, self.b)
