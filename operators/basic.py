@@ -47,10 +47,6 @@ def _base_dtype(a):
     return np.float32 if a.dtype == np.float32 else np.float64
 
 
-def _torch_dtype_key(x):
-    return (str(x.device), x.dtype)
-
-
 def _cached_tensor(cache, key, make):
     """Return ``cache[key]``, computing it with ``make()`` on first use."""
     t = cache.get(key)

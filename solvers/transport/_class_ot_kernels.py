@@ -92,21 +92,6 @@ def plan_objective(Q, Ct, starts):
 
 
 @numba.njit(cache=True)
-def group_norm_sum(Q, starts):
-    """Sum over targets j and classes c of ||Q[j, I_c]||_2."""
-    m = Q.shape[0]
-    ncls = starts.shape[0] - 1
-    total = 0.0
-    for j in range(m):
-        for c in range(ncls):
-            s = 0.0
-            for i in range(starts[c], starts[c + 1]):
-                s += Q[j, i] * Q[j, i]
-            total += np.sqrt(s)
-    return total
-
-
-@numba.njit(cache=True)
 def _level(w, lam):
     """The delta with ||(w - delta)_+||_2 = lam (lam >= 0); for lam = 0, max(w)."""
     k = w.shape[0]
