@@ -66,9 +66,14 @@ def _norm_axis(axis, ndim, where):
     return check_axis(axis, ndim, "axis", where)
 
 
+def _group_sq_norms(x, axis):
+    """Squared norms along ``axis`` with the axis kept (size 1)."""
+    return (x * x).sum(axis=axis, keepdims=True)
+
+
 def _group_norms(x, axis):
     """Norms along ``axis`` with the axis kept (size 1)."""
-    return xp_sqrt((x * x).sum(axis=axis, keepdims=True))
+    return xp_sqrt(_group_sq_norms(x, axis))
 
 
 class L21(Functional):
@@ -179,10 +184,13 @@ class L21(Functional):
             out = prox_numba.shrink_groups(x, axis, self._thr_flat(t, x, axis))
             if out is not None:
                 return out
-        n = _group_norms(x, axis)
+        # the square root is taken only on groups that survive: at a zero group its
+        # derivative is infinite and 0 * inf would make the autograd gradient NaN
+        sq = _group_sq_norms(x, axis)
         thr = t * self._w_keepdims(x, axis)
-        safe = xp_where(n > 0, n, n * 0 + 1)
-        return x * xp_maximum0(1 - thr / safe)
+        keep = sq > thr * thr
+        n = xp_sqrt(xp_where(keep, sq, sq * 0 + 1))
+        return x * xp_where(keep, 1 - thr / n, n * 0)
 
     def _conj_call(self, y):
         return self.conj._call(y)
@@ -232,11 +240,13 @@ class L21Conjugate(Functional):
             out = prox_numba.project_groups(y, axis, self.f._w_flat(y, axis))
             if out is not None:
                 return out
+        # as in L21's prox: no square root at zero groups, whose gradient would be NaN
+        # (an unrolled TV solve from x = 0 meets them in its first dual step)
         w = self.f._w_keepdims(y, axis)
-        n = _group_norms(y, axis)
-        big = n > w
-        factor = xp_where(big, w / xp_where(big, n, n * 0 + 1), n * 0 + 1)
-        return y * factor
+        sq = _group_sq_norms(y, axis)
+        big = sq > w * w
+        n = xp_sqrt(xp_where(big, sq, sq * 0 + 1))
+        return y * xp_where(big, w / n, n * 0 + 1)
 
     def _conj_call(self, x):
         return self.f._call(x)
