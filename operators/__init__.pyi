@@ -17,6 +17,7 @@ from .basic import Diagonal, Identity, Mask, MatrixOperator
 from .convolution import Convolution
 from .gradient import Gradient
 from .radon import Radon
+from .sensing import GaussianSensing
 from .sobolev import SobolevWeight
 from .tubal import TubalProduct
 
@@ -25,6 +26,7 @@ __all__ = [
     "Composition",
     "Convolution",
     "Diagonal",
+    "GaussianSensing",
     "Gradient",
     "Identity",
     "LinearOperator",

@@ -9,6 +9,7 @@ from ._result import ConvergenceWarning, Result
 from ._smooth import smooth_functional
 from .first_order import IHT, ProximalGradient, fista, iht, ista
 from .primal_dual import ChambollePock, chambolle_pock
+from .sobolev_descent import sobolev_fit, white_noise_sobolev_level
 from .splitting import ADMM, admm
 from .tomography import (
     default_tv_lam,
@@ -18,6 +19,7 @@ from .tomography import (
     tv_problem,
     tv_reconstruction,
 )
+from .tubal_recovery import t_product, t_transpose, tubal_factorization, tubal_rank, tubal_svd
 
 __all__ = [
     "ADMM",
@@ -36,8 +38,15 @@ __all__ = [
     "ista",
     "pilot_wtv_reconstruction",
     "smooth_functional",
+    "sobolev_fit",
     "space_variant_weights",
+    "t_product",
+    "t_transpose",
     "transport",
+    "tubal_factorization",
+    "tubal_rank",
+    "tubal_svd",
     "tv_problem",
     "tv_reconstruction",
+    "white_noise_sobolev_level",
 ]

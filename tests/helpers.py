@@ -51,3 +51,22 @@ class Dense(LinearOperator):
         if is_torch(y):
             return (y.new_tensor(self.A.T) @ y).reshape(self.in_shape)
         return (self.A.T.astype(y.dtype) @ y).reshape(self.in_shape)
+
+
+def bcirc(A):
+    """Block-circulant matrix of a third-order tensor: block (i, j) = A[:, :, (i - j) mod n3].
+
+    The t-product's definition (Kilmer and Martin), written without FFTs as the
+    reference for ``TubalProduct`` and the t-SVD.
+    """
+    n1, n2, n3 = A.shape
+    B = np.zeros((n1 * n3, n2 * n3))
+    for i in range(n3):
+        for j in range(n3):
+            B[i * n1:(i + 1) * n1, j * n2:(j + 1) * n2] = A[:, :, (i - j) % n3]
+    return B
+
+
+def unfold(X):
+    """The frontal slices of a third-order tensor stacked vertically (``unfold`` of the t-product)."""
+    return np.concatenate([X[:, :, k] for k in range(X.shape[2])], axis=0)

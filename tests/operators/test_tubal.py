@@ -2,27 +2,17 @@
 
 import numpy as np
 import pytest
+from helpers import bcirc, unfold
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tikhon.operators import TubalProduct, dot_test
 
 torch = pytest.importorskip("torch")
 CASES = [(3, 4, 5, 2), (2, 2, 4, 1), (4, 3, 1, 3), (1, 3, 6, 2)]
 
 
-def _bcirc(A):
-    """Block (i, j) = A[:, :, (i - j) mod n3] (Kilmer and Martin)."""
-    n1, n2, n3 = A.shape
-    B = np.zeros((n1 * n3, n2 * n3))
-    for i in range(n3):
-        for j in range(n3):
-            B[i * n1:(i + 1) * n1, j * n2:(j + 1) * n2] = A[:, :, (i - j) % n3]
-    return B
 
 
-def _unfold(X):
-    return np.concatenate([X[:, :, k] for k in range(X.shape[2])], axis=0)
 
 
 def _fold(M, n3):
@@ -37,12 +27,12 @@ def test_matches_block_circulant(n1, n2, n3, nc):
     T = TubalProduct(A, n_cols=nc)
     assert T.in_shape == (n2, nc, n3) and T.out_shape == (n1, nc, n3)
     X = rng.standard_normal((n2, nc, n3))
-    B = _bcirc(A)
-    ref = _fold(B @ _unfold(X), n3)
+    B = bcirc(A)
+    ref = _fold(B @ unfold(X), n3)
     np.testing.assert_allclose(T(X), ref, atol=1e-12)
     np.testing.assert_allclose(T(torch.from_numpy(X)).numpy(), ref, atol=1e-12)
     Y = rng.standard_normal((n1, nc, n3))
-    np.testing.assert_allclose(T.T(Y), _fold(B.T @ _unfold(Y), n3), atol=1e-12)
+    np.testing.assert_allclose(T.T(Y), _fold(B.T @ unfold(Y), n3), atol=1e-12)
     assert T.norm() == pytest.approx(np.linalg.norm(B, 2), rel=1e-10)
 
 
@@ -94,7 +84,7 @@ def test_validation():
 def test_hypothesis(n1, n2, n3, nc, seed):
     rng = np.random.default_rng(seed)
     A, X = rng.standard_normal((n1, n2, n3)), rng.standard_normal((n2, nc, n3))
-    np.testing.assert_allclose(TubalProduct(A, nc)(X), _fold(_bcirc(A) @ _unfold(X), n3), atol=1e-10)
+    np.testing.assert_allclose(TubalProduct(A, nc)(X), _fold(bcirc(A) @ unfold(X), n3), atol=1e-10)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
