@@ -7,7 +7,10 @@
 from . import bilevel, transport
 from ._result import ConvergenceWarning, Result
 from ._smooth import smooth_functional
+from .coordinate_descent import alpha_max, lasso, lasso_path
 from .first_order import IHT, ProximalGradient, fista, iht, ista
+from .mixture_of_experts import LassoMoE, lasso_moe_path
+from .multinomial import l1_logistic
 from .primal_dual import ChambollePock, chambolle_pock
 from .sobolev_descent import sobolev_fit, white_noise_sobolev_level
 from .splitting import ADMM, admm
@@ -26,9 +29,11 @@ __all__ = [
     "ChambollePock",
     "ConvergenceWarning",
     "IHT",
+    "LassoMoE",
     "ProximalGradient",
     "Result",
     "admm",
+    "alpha_max",
     "bilevel",
     "chambolle_pock",
     "default_tv_lam",
@@ -36,6 +41,10 @@ __all__ = [
     "fista",
     "iht",
     "ista",
+    "l1_logistic",
+    "lasso",
+    "lasso_moe_path",
+    "lasso_path",
     "pilot_wtv_reconstruction",
     "smooth_functional",
     "sobolev_fit",
