@@ -1,4 +1,6 @@
-"""Class-based optimal transport for domain adaptation.
+"""
+Class-based optimal transport for domain adaptation
+===================================================
 
 A 2-D toy with three classes: labelled source samples, and unlabelled target
 samples drawn from the same classes after a rotation and a shift. Each target
@@ -11,7 +13,8 @@ entropic group-lasso OT (``ot.da.sinkhorn_l1l2_gl``), each run over a few
 seeds. The table reports mean purity, label-transfer accuracy, time, and the
 marginal violation of each plan; the figure shows the data and the
 purity-accuracy trade-off of ``class_ot`` as ``lam`` grows.
-Run: ``python examples/plot_class_ot.py [output_dir]`` (or ``TIKHON_EXAMPLES_OUT``).
+Run: ``python examples/plot_class_ot.py [output_dir]`` (or ``TIKHON_EXAMPLES_OUT``);
+``TIKHON_EXAMPLES_QUICK=1`` (the documentation build) runs one seed of 60 points.
 """
 
 import os
@@ -26,6 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tikhon.solvers.transport import class_ot, sinkhorn  # noqa: E402
+
+QUICK = os.environ.get("TIKHON_EXAMPLES_QUICK", "0") == "1"
 
 
 def make_data(n=150, seed=0):
@@ -87,7 +92,7 @@ def main(out_dir=".", n=150, seeds=(0, 1, 2), lam=0.02):
     # purity / accuracy of class_ot along a path of lam (warm-started), first seed
     xs, ys, xt, yt, C = make_data(n, seeds[0])
     a = np.full(n, 1.0 / n)
-    lams = np.geomspace(1e-4, 0.3, 10)
+    lams = np.geomspace(1e-4, 0.3, 5 if QUICK else 10)
     path, P = [], None
     for lm in lams:
         res = class_ot(a, a, C, ys, lm, tol=1e-6, x0=P)
@@ -118,4 +123,5 @@ def main(out_dir=".", n=150, seeds=(0, 1, 2), lam=0.02):
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TIKHON_EXAMPLES_OUT", "."))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TIKHON_EXAMPLES_OUT", ".")
+    main(out, **(dict(n=60, seeds=(0,)) if QUICK else {}))

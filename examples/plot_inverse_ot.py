@@ -1,4 +1,6 @@
-"""Sparsistency of l1-regularised inverse optimal transport.
+"""
+Sparsistency of l1-regularised inverse optimal transport
+========================================================
 
 The Gaussian toy of Andrade, Peyre and Poon, "Sparsistency for Inverse Optimal
 Transport" (ICLR 2024): source and target points ``x_i, y_j ~ N(0, I_d)``, a
@@ -11,7 +13,8 @@ table and figure report, over a few seeds, the rate of exact support (and
 sign) recovery, the precision and recall of the estimated support, and the
 relative error of ``A``. A seed whose design violates the irrepresentability
 condition of the paper keeps a false positive at every ``N``, as the theory allows.
-Run: ``python examples/plot_inverse_ot.py [output_dir]`` (or ``TIKHON_EXAMPLES_OUT``).
+Run: ``python examples/plot_inverse_ot.py [output_dir]`` (or ``TIKHON_EXAMPLES_OUT``);
+``TIKHON_EXAMPLES_QUICK=1`` (the documentation build) runs three ``N`` and two seeds.
 """
 
 import os
@@ -25,6 +28,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tikhon.solvers.transport import inverse_ot, sinkhorn  # noqa: E402
+
+QUICK = os.environ.get("TIKHON_EXAMPLES_QUICK", "0") == "1"
 
 
 def planted_problem(n=40, d=5, eps=0.5, seed=0):
@@ -88,4 +93,5 @@ def main(out_dir=".", Ns=(250, 1000, 4000, 16000, 64000), seeds=range(5), c=4.0,
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TIKHON_EXAMPLES_OUT", "."))
+    out = sys.argv[1] if len(sys.argv) > 1 else os.environ.get("TIKHON_EXAMPLES_OUT", ".")
+    main(out, **(dict(Ns=(250, 1000, 4000), seeds=range(2)) if QUICK else {}))

@@ -11,7 +11,8 @@ solved with :func:`tikhon.solvers.chambolle_pock` (``K = Gradient``,
 the accelerated variant is used) and compared with scikit-image's
 ``denoise_tv_chambolle``, which solves the same problem with ``weight = lam``.
 The figure shows the images and the convergence of the relative residual and
-of the relative primal-dual gap. Runs in a few seconds on a CPU.
+of the relative primal-dual gap. Runs in a few seconds on a CPU; with
+``TIKHON_EXAMPLES_QUICK=1`` (the documentation build) on a 128 x 128 crop.
 
 Usage: ``python examples/plot_tv_denoising.py [--out DIR]`` (default: the
 ``TIKHON_EXAMPLES_OUT`` environment variable, else the current directory).
@@ -35,8 +36,13 @@ from tikhon.operators.prox import L21, SquaredL2  # noqa: E402
 from tikhon.solvers import chambolle_pock  # noqa: E402
 
 
+QUICK = os.environ.get("TIKHON_EXAMPLES_QUICK", "0") == "1"
+
+
 def main(out_dir):
     clean = data.camera().astype(np.float64) / 255.0
+    if QUICK:
+        clean = clean[96:224, 192:320]  # the cameraman's head and camera, 128 x 128
     rng = np.random.default_rng(0)
     noisy = clean + 0.1 * rng.standard_normal(clean.shape)
     lam = 0.1
@@ -70,18 +76,27 @@ def main(out_dir):
         print(f"{name:30s} {psnr:10.2f} {obj:14.6f} {t:9.3f}")
     print(res)
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4))
-    for ax, img, title in zip(axes[:3], (noisy, res.x, ref),
-                              ("noisy", f"Chambolle-Pock ({res.n_iter} it)", "scikit-image")):
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.4))
+    titles = (
+        f"noisy (sigma = 0.1): {rows[0][1]:.2f} dB",
+        f"tikhon chambolle_pock, tol 1e-6\n({res.n_iter} it): {rows[1][1]:.2f} dB",
+        # scikit-image's *default* stopping rule (eps=2e-4), not converged: say so
+        f"scikit-image denoise_tv_chambolle,\ndefault eps=2e-4 (stops early): {rows[2][1]:.2f} dB",
+    )
+    for ax, img, title in zip(axes[:3], (noisy, res.x, ref), titles):
         ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-        ax.set_title(title)
+        ax.set_title(title, fontsize=10)
         ax.axis("off")
     h = res.history
     axes[3].semilogy(h["iteration"], h["residual"], label="relative residual")
     axes[3].semilogy(h["iteration"], h["gap"], label="relative gap")
     axes[3].set_xlabel("iteration")
     axes[3].legend()
-    axes[3].set_title("convergence")
+    axes[3].set_ylabel("relative residual / gap")
+    axes[3].set_title("tikhon chambolle_pock convergence")
+    fig.suptitle(f"TV denoising, lam = {lam}: both solve the same problem; scikit-image's "
+                 f"default run stops at objective {rows[2][2]:.2f} vs {rows[1][2]:.2f} "
+                 f"(its tight run: {rows[3][2]:.2f})", fontsize=10)
     fig.tight_layout()
     path = os.path.join(out_dir, "plot_tv_denoising.png")
     fig.savefig(path, dpi=80)

@@ -32,6 +32,7 @@ from tikhon._core.checks import (
     check_nonneg,
     check_positive_int,
 )
+from tikhon.solvers.tomography import DEFAULT_MAX_ITER
 
 __all__ = [
     "TVWeightNet",
@@ -116,7 +117,7 @@ class TVWeightNet(nn.Module):
         self.head = nn.Conv2d(c, 2, 1)
 
     def forward(self, x):
-        """Map normalised FBP images to (image, |grad|) estimates.
+        """Map normalised FBP images to estimates of the image and of its gradient magnitude.
 
         Parameters
         ----------
@@ -304,7 +305,7 @@ def _pretrained_on(device):
 
 
 def learned_wtv_reconstruction(A, y, lam=None, net=None, p=0.5, eta_fraction=0.05,
-                               tol=1e-4, max_iter=5000, progress=False):
+                               tol=1e-4, max_iter=DEFAULT_MAX_ITER, progress=False):
     """Space-variant TV with weights from a :class:`TVWeightNet` applied to the FBP image.
 
     The network maps ``A.fbp(y)`` to an image and a gradient-magnitude
@@ -322,7 +323,8 @@ def learned_wtv_reconstruction(A, y, lam=None, net=None, p=0.5, eta_fraction=0.0
         Sinogram of shape ``A.out_shape``; a tensor is reconstructed on its
         device, network included.
     lam : float, optional
-        TV weight; default ``tikhon.solvers.default_tv_lam(y, weighted=True)``.
+        TV weight; default ``tikhon.solvers.default_tv_lam(y, weighted=True)``
+        (``Result.info`` records it and the noise estimate).
     net : TVWeightNet, optional
         Default: the pretrained network (:meth:`TVWeightNet.pretrained`), on
         ``y``'s device, loaded once per device.
@@ -337,11 +339,12 @@ def learned_wtv_reconstruction(A, y, lam=None, net=None, p=0.5, eta_fraction=0.0
         Of the weighted-TV solve (``n_iter`` counts its iterations; the
         network's time is not in ``elapsed``).
     """
-    from tikhon.solvers.tomography import default_tv_lam, space_variant_weights, tv_reconstruction
+    from tikhon.solvers.tomography import space_variant_weights, tv_reconstruction
 
     if net is None:
         net = _pretrained_on(str(y.device) if isinstance(y, torch.Tensor) else "cpu")
-    lam = default_tv_lam(y, weighted=True) if lam is None else check_nonneg(lam, "lam", "learned_wtv_reconstruction")
+    # "auto" with weights: default_tv_lam(y, weighted=True), recorded in Result.info
+    lam = "auto" if lam is None else check_nonneg(lam, "lam", "learned_wtv_reconstruction")
     image, grad = net.predict(A.fbp(y))
     w = space_variant_weights(grad, p=p, kind="gradient", eta_fraction=eta_fraction)
     return tv_reconstruction(A, y, lam, weights=w, x0=image, tol=tol, max_iter=max_iter, progress=progress)

@@ -271,7 +271,13 @@ def _autograd_function():
 
 
 class AdjointOperator(LinearOperator):
-    """The adjoint of an operator; ``A.T`` returns one and its ``.T`` is ``A``."""
+    """The adjoint of an operator; ``A.T`` returns one and its ``.T`` is ``A``.
+
+    Parameters
+    ----------
+    op : LinearOperator
+        The operator whose adjoint this is.
+    """
 
     def __init__(self, op):
         super().__init__(op.out_shape, op.in_shape, op.dtype)
@@ -295,7 +301,13 @@ class AdjointOperator(LinearOperator):
 
 
 class Composition(LinearOperator):
-    """``A @ B``: apply ``B`` then ``A``."""
+    """``A @ B``: apply ``B`` then ``A``.
+
+    Parameters
+    ----------
+    A, B : LinearOperator
+        ``B.out_shape`` must equal ``A.in_shape``.
+    """
 
     def __init__(self, A, B):
         if A.in_shape != B.out_shape:
@@ -320,7 +332,13 @@ class Composition(LinearOperator):
 
 
 class Sum(LinearOperator):
-    """``A + B`` for operators of equal shapes."""
+    """``A + B`` for operators of equal shapes.
+
+    Parameters
+    ----------
+    A, B : LinearOperator
+        Operators with the same ``in_shape`` and ``out_shape``.
+    """
 
     def __init__(self, A, B):
         if A.in_shape != B.in_shape or A.out_shape != B.out_shape:
@@ -345,7 +363,15 @@ class Sum(LinearOperator):
 
 
 class Scaled(LinearOperator):
-    """``c * A`` for a real scalar ``c``."""
+    """``c * A`` for a real scalar ``c``.
+
+    Parameters
+    ----------
+    op : LinearOperator
+        The operator ``A``.
+    c : float
+        The scale.
+    """
 
     def __init__(self, op, c):
         super().__init__(op.in_shape, op.out_shape, op.dtype)
@@ -373,6 +399,11 @@ class Stacked(LinearOperator):
     The output is the flat concatenation of the blocks' outputs, of shape
     ``(sum of sizes,)``; :meth:`split` and :meth:`join` convert between the flat
     vector and the list of block arrays (``split`` returns views).
+
+    Parameters
+    ----------
+    ops : sequence of LinearOperator
+        The blocks, all with the same ``in_shape`` (see :func:`stack`).
     """
 
     def __init__(self, ops):
@@ -394,11 +425,33 @@ class Stacked(LinearOperator):
         super().__init__(ops[0].in_shape, (int(self._offsets[-1]),), np.result_type(*[o.dtype for o in ops]))
 
     def split(self, y):
-        """Views of the flat vector ``y`` as the list of block arrays."""
+        """Views of the flat vector ``y`` as the list of block arrays.
+
+        Parameters
+        ----------
+        y : array
+            A flat vector of shape ``out_shape``.
+
+        Returns
+        -------
+        list of array
+            One view per block, of the block's ``out_shape``.
+        """
         return split_flat(y, self._offsets, self.block_shapes)
 
     def join(self, parts):
-        """Flat concatenation of block arrays (the inverse of :meth:`split`)."""
+        """Flat concatenation of block arrays (the inverse of :meth:`split`).
+
+        Parameters
+        ----------
+        parts : sequence of array
+            One array per block, of the block's ``out_shape``.
+
+        Returns
+        -------
+        array
+            The flat vector of shape ``out_shape``.
+        """
         return join_flat(parts)
 
     def _forward(self, x):
@@ -431,6 +484,16 @@ def stack(ops):
     -------
     Stacked
         Output shape ``(sum of output sizes,)``; use ``.split`` to get the blocks.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.operators import Gradient, Identity, stack
+    >>> K = stack([Identity((4, 4)), Gradient((4, 4))])
+    >>> K.out_shape  # 16 + 2 * 16 entries, flat
+    (48,)
+    >>> [b.shape for b in K.split(K(np.ones((4, 4))))]
+    [(4, 4), (2, 4, 4)]
     """
     return Stacked(ops)
 
@@ -467,6 +530,14 @@ def dot_test(A, dtype=None, rng=0, rtol=None, backend="numpy", device="cpu", rai
     -------
     float
         The relative error ``|<Ax, y> - <x, A^T y>| / max(|<Ax, y>|, |<x, A^T y>|)``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.operators import Gradient, dot_test
+    >>> err = dot_test(Gradient((16, 16)))  # raises AssertionError when the adjoint is wrong
+    >>> bool(err < 1e-12)  # the relative mismatch of <A x, y> and <x, A^T y>
+    True
     """
     dtype = check_float_dtype(A.dtype if dtype is None else dtype, "dtype", "dot_test")
     check_choice(backend, ("numpy", "torch"), "backend", "dot_test")

@@ -23,12 +23,23 @@ from tikhon._core.checks import check_float_dtype, check_positive, check_positiv
 from tikhon._core.threads import numba_threads
 from tikhon.operators.base import LinearOperator
 
-__all__ = ["Radon", "FBP_FILTERS"]
+__all__ = ["Radon", "FBP_FILTERS", "default_n_det"]
 
 FBP_FILTERS = ("ramp", "shepp-logan", "cosine", "hamming", "hann")
 
 # below this many samples (angles x lines x bins) the kernels run on one thread
 _SERIAL_WORK = 1_500_000
+
+
+def default_n_det(image_shape):
+    """scikit-image's detector count for ``radon(image, circle=False)``: ``ceil(sqrt(2) max(shape))``.
+
+    scikit-image pads the image to a square of side ``ceil(sqrt(2) * max(shape))``
+    (its diagonal covers the image at every angle) and keeps one bin per pixel of
+    that side, centred on bin ``n_det // 2``, for even and odd counts alike.
+    """
+    # math.sqrt(2) * n is never an integer, so ceil has no rounding ambiguity
+    return math.ceil(math.sqrt(2.0) * max(int(s) for s in image_shape))
 
 
 def _pack_pairs(lines):
@@ -56,8 +67,12 @@ class Radon(LinearOperator):
     With the defaults the geometry is that of
     ``skimage.transform.radon(image, np.degrees(angles), circle=False).T``:
     rotation about the pixel ``(n_rows // 2, n_cols // 2)``, detector centred
-    on bin ``n_det // 2``, one pixel per bin, and ``n_det`` the odd number of
-    bins covering the image diagonal.
+    on bin ``n_det // 2``, one pixel per bin, and ``n_det =
+    ceil(sqrt(2) * max(n_rows, n_cols))``, scikit-image's count (even or odd).
+    The sinogram of ``skimage.transform.radon(image, theta, circle=True)``
+    (scikit-image's default) has ``n_det = n`` bins for an ``n x n`` image:
+    ``Radon((n, n), angles, n_det=n)`` is that geometry (the detector covers
+    the inscribed circle; pixels outside it are not seen by every view).
 
     Parameters
     ----------
@@ -66,12 +81,13 @@ class Radon(LinearOperator):
     angles : array_like
         Projection angles in radians (1-D, finite, any order and range).
     n_det : int, optional
-        Number of detector bins. Default: ``ceil(sqrt(n_rows**2 + n_cols**2))``,
-        plus one if even (so the centre bin is the middle one).
+        Number of detector bins. Default: ``ceil(sqrt(2) * max(n_rows,
+        n_cols))``, the count of ``skimage.transform.radon(..., circle=False)``
+        (the diagonal of the square that holds the image).
     det_spacing : float
         Width of a detector bin in pixels (> 0).
     dtype : numpy dtype
-        Default dtype for :meth:`norm` and :func:`~tikhon.operators.dot_test`;
+        Default dtype for :meth:`~tikhon.operators.LinearOperator.norm` and :func:`~tikhon.operators.dot_test`;
         both float32 and float64 inputs are accepted (float32 is faster).
     center : tuple of float, optional
         Rotation centre as fractional ``(row, col)`` pixel indices. Default
@@ -97,7 +113,7 @@ class Radon(LinearOperator):
     >>> import numpy as np
     >>> from tikhon.operators import Radon
     >>> A = Radon((64, 64), np.linspace(0, np.pi, 90, endpoint=False))
-    >>> A.out_shape
+    >>> A.out_shape  # skimage.transform.radon(x, np.degrees(angles), circle=False).T.shape
     (90, 91)
     >>> x = np.zeros((64, 64)); x[20:40, 25:35] = 1.0
     >>> rec = A.fbp(A(x))
@@ -129,8 +145,7 @@ class Radon(LinearOperator):
             raise ValueError("Radon: angles must be finite (NaN or inf found)")
 
         if n_det is None:
-            n_det = math.ceil(math.hypot(n_rows, n_cols))
-            n_det += 1 - n_det % 2
+            n_det = default_n_det((n_rows, n_cols))
         n_det = check_positive_int(n_det, "n_det", "Radon")
         det_spacing = check_positive(det_spacing, "det_spacing", "Radon")
         if center is None:

@@ -604,6 +604,19 @@ def chambolle_pock(K, f, g, x0=None, y0=None, *, tau=None, sigma=None, theta=1.0
     See Also
     --------
     ChambollePock : the solver object (``init``/``step``/``monitor``/``optimality``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.operators import Gradient
+    >>> from tikhon.operators.prox import L21, SquaredL2
+    >>> from tikhon.solvers import chambolle_pock
+    >>> noisy = np.zeros((32, 32)); noisy[8:24, 8:24] = 1.0
+    >>> noisy += 0.1 * np.random.default_rng(0).standard_normal(noisy.shape)
+    >>> res = chambolle_pock(Gradient(noisy.shape), L21(axis=0, weights=0.1), SquaredL2(b=noisy),
+    ...                      criterion="gap", tol=1e-6, max_iter=2000)
+    >>> res.converged, res.x.shape
+    (True, (32, 32))
     """
     where = "chambolle_pock"
     tol = check_tolerance(tol, "tol", where)

@@ -177,6 +177,16 @@ class ADMM(Solver):
         with the linearized update ``s = (x_prev - x)/mu - rho A^T((A x_prev - A x) -
         (z_prev - z))``, which is the element of ``df(x) + A^T y`` (``y = rho u``)
         that the update certifies.
+
+        Parameters
+        ----------
+        state : ADMMState
+            The state after an iteration.
+
+        Returns
+        -------
+        tuple of float
+            ``(||r||, ||s||)``.
         """
         rho = float(state.rho)
         if self.A is None:
@@ -265,6 +275,16 @@ def admm(f, g, A=None, x0=None, *, rho=1.0, step=None, z0=None, u0=None, tol=1e-
         ``x``; ``dual = rho u`` (the unscaled multiplier of ``A x = z``);
         ``history`` with ``primal_residual``, ``dual_residual``, ``criterion``,
         ``objective``; ``steps`` with ``rho`` and ``step``; ``info["z"]``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.operators.prox import L1, SquaredL2
+    >>> from tikhon.solvers import admm
+    >>> b = np.array([3.0, -0.2, 1.0])
+    >>> res = admm(SquaredL2(b=b), 0.5 * L1(), x0=np.zeros(3), tol=1e-10, max_iter=500)
+    >>> res.converged, res.x.round(4)  # soft-thresholding of b at 0.5
+    (True, array([ 2.5, -0. ,  0.5]))
     """
     solver = ADMM(f, g, A, tol=tol, atol=atol, record_objective=record_objective)
     state = solver.init(x0, z0=z0, u0=u0, rho=rho, step=step)

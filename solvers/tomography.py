@@ -8,8 +8,8 @@
     \\; (+\\, \\iota_{x \\ge 0}(x))
 
 with ``D`` the least-squares term ``0.5 ||Ax - y||^2`` or the Kullback-Leibler
-divergence ``KL(y; Ax)`` (Poisson data). It is :class:`~tikhon.solvers.primal_dual.
-ChambollePock` on ``K = stack([A, Gradient])`` with ``f = separable_sum([D, L21(w
+divergence ``KL(y; Ax)`` (Poisson data). It is
+:class:`~tikhon.solvers.primal_dual.ChambollePock` on ``K = stack([A, Gradient])`` with ``f = separable_sum([D, L21(w
 lam)])`` and ``g = NonNegative()``, the two dual blocks balanced by their own
 steps; the numba kernels of ``Radon``, ``Gradient`` and ``L21``'s projection do
 the work, and one iteration costs one application of ``A``, ``A^T``, ``grad`` and
@@ -65,6 +65,9 @@ __all__ = [
 _DEFAULT_RATIO = 3.0
 # power iteration approaches ||A|| from below: keep tau * sigma * ||K||^2 < 1
 _NORM_MARGIN = 1.02
+#: The one iteration budget of the TV-CT solves: tv_reconstruction, the CT
+#: recipes and the ``tikhon`` command line (``--max-iter``) all default to it.
+DEFAULT_MAX_ITER = 5000
 
 
 def _gradient_operator(shape):
@@ -180,13 +183,13 @@ def _positive_or_one(v):
 def tv_reconstruction(
     A,
     y,
-    lam,
+    lam="auto",
     weights=None,
     nonneg=True,
     data="l2",
     x0=None,
     tol=1e-4,
-    max_iter=5000,
+    max_iter=DEFAULT_MAX_ITER,
     step_ratio=None,
     precondition=False,
     callback=None,
@@ -212,8 +215,17 @@ def tv_reconstruction(
         device and dtype (``A`` must accept tensors, as tikhon's operators
         do); ``weights`` and ``x0`` are moved there once, and ``x`` and the
         duals come back as tensors.
-    lam : float
-        Regularisation weight, ``>= 0``.
+    lam : float or "auto"
+        Regularisation weight, ``>= 0``, in the units of ``y`` per unit of
+        image gradient: it scales with the noise level of the sinogram (and
+        with the image's scale). ``"auto"`` (default) is
+        :func:`default_tv_lam` ``(y, weighted=weights is not None)``: 6 times
+        (12 times with weights) the noise std estimated from ``y``, tuned for
+        images in ``[0, 1]``; ``Result.info`` records the value used and the
+        noise estimate. ``"auto"`` estimates the noise of a 2-D sinogram
+        ``(n_angles, n_det)`` (``n_det >= 3``): for an operator with another
+        output (e.g. a :class:`~tikhon.operators.MatrixOperator` with 1-D
+        measurements) pass a number.
     weights : array, optional
         Per-pixel weights ``w_i >= 0`` of the image shape (see
         :func:`space_variant_weights`); ``None`` gives plain TV.
@@ -256,7 +268,18 @@ def tv_reconstruction(
         (the stopping criterion), ``primal_residual``, ``dual_residual`` and
         ``step_ratio``; ``steps`` holds the final ``tau``, ``sigma`` (of the
         data block) and ``nu``; ``info["residual"]`` is the criterion at the
-        returned iterate.
+        returned iterate, ``info["lam"]`` the weight used and, for ``lam="auto"``,
+        ``info["noise_sigma"]`` (the noise estimate) and ``info["lam_rule"]``.
+
+    Raises
+    ------
+    TypeError
+        If ``A`` is not a :class:`~tikhon.operators.LinearOperator`.
+    ValueError
+        If ``y``, ``weights`` or ``x0`` has the wrong shape or non-finite
+        entries, ``lam`` is negative (or a string other than ``"auto"``),
+        ``lam="auto"`` with ``y`` not a 2-D sinogram ``(n_angles, n_det >= 3)``,
+        or ``data`` is unknown.
 
     Notes
     -----
@@ -277,6 +300,30 @@ def tv_reconstruction(
     1190; 64 x 64 weighted TV to ``tol = 1e-6``: r = 1: 5730, 3: 4060,
     adaptive: 16370; KL 24 x 24: r = 1: 5130, 3: 2180. Without the block
     balancing (``nu = 1``) the TV block's steps are far too small for CT.
+
+    References
+    ----------
+    .. [CP11] A. Chambolle and T. Pock, "A first-order primal-dual algorithm for
+       convex problems with applications to imaging", J. Math. Imaging Vis. 40
+       (2011) 120-145.
+    .. [GEB15] T. Goldstein, E. Esser and R. Baraniuk, "Adaptive primal-dual
+       splitting methods for statistical learning and image processing",
+       NeurIPS 2015.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import shepp_logan, simulate_sinogram
+    >>> from tikhon.operators import Radon
+    >>> from tikhon.solvers import tv_reconstruction
+    >>> x_true = shepp_logan(32)
+    >>> angles = np.linspace(0, np.pi, 20, endpoint=False)
+    >>> y = simulate_sinogram(x_true, angles, level=0.01, rng=0)
+    >>> res = tv_reconstruction(Radon(x_true.shape, angles), y)  # lam="auto"
+    >>> res.converged, res.x.shape
+    (True, (32, 32))
+    >>> bool(np.isclose(res.info["lam"], 6 * res.info["noise_sigma"]))
+    True
     """
     where = "tv_reconstruction"
     if not isinstance(A, LinearOperator):
@@ -285,6 +332,18 @@ def tv_reconstruction(
     if is_torch(y):
         # the loop works on the data tensor's device: detach it from any graph once
         y = y.detach()
+    info = {}
+    if isinstance(lam, str):
+        if lam != "auto":
+            raise ValueError(f"{where}: lam must be a number >= 0 or 'auto', got {lam!r}")
+        if len(y.shape) != 2 or y.shape[1] < 3:
+            # the estimator reads rows as views and differences along the detector
+            raise ValueError(f"{where}: lam='auto' estimates the noise of a 2-D sinogram "
+                             f"(n_angles, n_det), but y has shape {tuple(y.shape)}; pass lam= "
+                             "for this operator")
+        lam, sigma = _auto_lam(y, weights is not None)
+        info = {"noise_sigma": sigma, "lam_rule": f"auto: {_LAM_PER_SIGMA[weights is not None]:g} "
+                "x noise std" + (" (weighted TV)" if weights is not None else "")}
     lam = check_nonneg(lam, "lam", where)
     shape = tuple(A.in_shape)
     w = None if weights is None else _image_input(weights, shape, "weights", where, y, nonneg=True)
@@ -315,7 +374,7 @@ def tv_reconstruction(
                "nu": float(steps["nu"]), "step_ratio": float(steps["ratio"] / state.balance),
                "norm_K": float(steps["norm_K"])},
         dual=tuple(state.y),
-        info={"objective": objective, "residual": residual, "lam": lam, "data": data},
+        info={"objective": objective, "residual": residual, "lam": lam, "data": data, **info},
     )
 
 
@@ -355,6 +414,14 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
     numpy.ndarray or torch.Tensor
         Weights of the image shape, in ``(0, 1]``: float64 NumPy for NumPy
         input, a tensor of the input's device and dtype for a tensor.
+
+    Examples
+    --------
+    >>> from tikhon.data import shepp_logan
+    >>> from tikhon.solvers import space_variant_weights
+    >>> w = space_variant_weights(shepp_logan(64))
+    >>> w.shape, bool(0 < w.min() < w.max() <= 1)
+    ((64, 64), True)
     """
     where = "space_variant_weights"
     if kind not in ("image", "gradient"):
@@ -411,12 +478,34 @@ def default_tv_lam(y, weighted=False):
     Returns
     -------
     float
+        The weight; ``tv_reconstruction(A, y, lam="auto")`` uses it and
+        records it with the noise estimate in ``Result.info``.
+
+    Raises
+    ------
+    ValueError
+        If ``y`` is not a finite 2-D sinogram with at least 3 detector bins.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import estimate_noise_sigma, shepp_logan, simulate_sinogram
+    >>> from tikhon.solvers import default_tv_lam
+    >>> y = simulate_sinogram(shepp_logan(64), np.linspace(0, np.pi, 30, endpoint=False),
+    ...                       level=0.01, rng=0)
+    >>> bool(np.isclose(default_tv_lam(y), 6 * estimate_noise_sigma(y)))
+    True
     """
     weighted = check_bool(weighted, "weighted", "default_tv_lam")
+    return _auto_lam(y, weighted)[0]
+
+
+def _auto_lam(y, weighted):
+    """``(lam, sigma)`` of :func:`default_tv_lam`: the weight and the noise estimate it is built on."""
     sigma = estimate_noise_sigma(y)
     if sigma == 0:
         sigma = 1e-3 * float(np.abs(to_host(y)).max())
-    return _LAM_PER_SIGMA[weighted] * sigma
+    return _LAM_PER_SIGMA[bool(weighted)] * sigma, sigma
 
 
 def fbp_reconstruction(A, y):
@@ -435,6 +524,19 @@ def fbp_reconstruction(A, y):
     Result
         ``x`` the image (of ``y``'s type), ``n_iter = 0``, ``status =
         "converged"`` (a direct method), ``elapsed`` its time.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import shepp_logan, simulate_sinogram
+    >>> from tikhon.metrics import psnr
+    >>> from tikhon.solvers import fbp_reconstruction
+    >>> x = shepp_logan(64)
+    >>> y, A = simulate_sinogram(x, np.linspace(0, np.pi, 90, endpoint=False), noise=None,
+    ...                          return_operator=True)
+    >>> res = fbp_reconstruction(A, y)
+    >>> res.n_iter, bool(psnr(res.x, x) > 20)
+    (0, True)
     """
     if not callable(getattr(A, "fbp", None)):
         raise TypeError(f"fbp_reconstruction: A must have an fbp method (a Radon), got {type(A).__name__}")
@@ -445,7 +547,7 @@ def fbp_reconstruction(A, y):
 
 
 def pilot_wtv_reconstruction(A, y, lam=None, pilot_lam=None, p=0.5, eta_fraction=0.05,
-                             tol=1e-4, max_iter=5000, progress=False):
+                             tol=1e-4, max_iter=DEFAULT_MAX_ITER, progress=False):
     """Space-variant TV with weights from a plain-TV pilot reconstruction.
 
     Two solves of :func:`tv_reconstruction` (least squares, ``x >= 0``): the
@@ -478,10 +580,23 @@ def pilot_wtv_reconstruction(A, y, lam=None, pilot_lam=None, p=0.5, eta_fraction
         converge (``converged`` only when both did), and ``info["pilot"]`` is
         the pilot's :class:`~tikhon.solvers.Result`. A pilot stopped by NaN is
         returned as it is, without the weighted solve.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import shepp_logan, simulate_sinogram
+    >>> from tikhon.solvers import pilot_wtv_reconstruction
+    >>> x = shepp_logan(32)
+    >>> y, A = simulate_sinogram(x, np.linspace(0, np.pi, 20, endpoint=False), level=0.01,
+    ...                          rng=0, return_operator=True)
+    >>> res = pilot_wtv_reconstruction(A, y)
+    >>> res.converged, bool(np.isclose(res.info["lam"], 2 * res.info["pilot_lam"]))  # 12 vs 6 sigma
+    (True, True)
     """
     where = "pilot_wtv_reconstruction"
-    pilot_lam = default_tv_lam(y) if pilot_lam is None else check_nonneg(pilot_lam, "pilot_lam", where)
-    lam = default_tv_lam(y, weighted=True) if lam is None else check_nonneg(lam, "lam", where)
+    # "auto": default_tv_lam, recorded with the noise estimate in each Result.info
+    pilot_lam = "auto" if pilot_lam is None else check_nonneg(pilot_lam, "pilot_lam", where)
+    lam = "auto" if lam is None else check_nonneg(lam, "lam", where)
     pilot = tv_reconstruction(A, y, pilot_lam, tol=tol, max_iter=max_iter, progress=progress)
     if pilot.status == "nonfinite":
         return pilot
@@ -492,4 +607,4 @@ def pilot_wtv_reconstruction(A, y, lam=None, pilot_lam=None, p=0.5, eta_fraction
         status, message = pilot.status, f"pilot: {pilot.message}; weighted: {res.message}"
     outcome = Outcome(status, pilot.n_iter + res.n_iter, message, res.history,
                       pilot.elapsed + res.elapsed)
-    return outcome.result(res.x, steps=res.steps, dual=res.dual, info={**res.info, "pilot": pilot})
+    return outcome.result(res.x, steps=res.steps, dual=res.dual, info={**res.info, "pilot": pilot, "pilot_lam": pilot.info["lam"]})

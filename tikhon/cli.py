@@ -3,7 +3,8 @@
 ``tikhon demo`` simulates a noisy few-view sinogram of the Shepp-Logan phantom,
 reconstructs it with the requested methods, prints a table of PSNR / SSIM /
 iterations / seconds and saves the reconstructions (``.npy``) and a figure.
-``tikhon reconstruct`` reconstructs a sinogram stored in a ``.npy`` or TIFF file.
+``tikhon reconstruct`` reconstructs a sinogram stored in a ``.npy``, TIFF,
+``.txt`` (whitespace-separated) or ``.csv`` (comma-separated) file.
 
 Methods live in :data:`METHODS`, a dict ``name -> function(A, sinogram, args)
 -> Result`` where ``A`` is the :class:`~tikhon.operators.Radon` operator,
@@ -98,9 +99,10 @@ def _fbp(A, sinogram, args):
 
 @_builtin("tv", "isotropic TV, Chambolle-Pock (tikhon.solvers.tv_reconstruction)")
 def _tv(A, sinogram, args):
-    from tikhon.solvers import default_tv_lam, tv_reconstruction
+    from tikhon.solvers import tv_reconstruction
 
-    lam = default_tv_lam(sinogram) if args.lam is None else args.lam
+    # "auto": default_tv_lam, with the noise estimate recorded in Result.info
+    lam = "auto" if args.lam is None else args.lam
     return tv_reconstruction(A, sinogram, lam, **_solver_options(args))
 
 
@@ -116,7 +118,9 @@ def _learned(A, sinogram, args):
     try:
         from tikhon.learned import learned_wtv_reconstruction
     except ImportError as exc:
-        raise MethodUnavailable(f"needs PyTorch (pip install 'tikhon[learned]'): {exc}") from exc
+        # the import error already says what is missing and how to install it
+        # (tikhon._core.arrays.require_torch): repeat nothing of it
+        raise MethodUnavailable(str(exc) or "needs PyTorch: pip install 'tikhon[learned]'") from exc
     return learned_wtv_reconstruction(A, sinogram, lam=args.lam, **_solver_options(args))
 
 
@@ -184,7 +188,8 @@ def _run_methods(names, A, sinogram, args, ref=None):
             notes.append(f"{name}: {res.message}")
             continue
         row = {"method": name, "iterations": int(res.n_iter), "seconds": seconds,
-               "converged": res.converged}
+               "converged": res.converged, "lam": res.info.get("lam"),
+               "noise_sigma": res.info.get("noise_sigma"), "lam_rule": res.info.get("lam_rule")}
         if ref is not None:
             from tikhon.metrics import psnr, ssim
 
@@ -194,6 +199,25 @@ def _run_methods(names, A, sinogram, args, ref=None):
         images[name] = image
     bar.close()
     return rows, images, notes
+
+
+def _format_lams(rows):
+    """One line per method that used a TV weight: the ``lam`` and where it came from."""
+    lines = []
+    for r in rows:
+        lam = r.get("lam")
+        if lam is None:
+            continue
+        line = f"{r['method']}: lam = {float(lam):.4g}"
+        if r.get("lam_rule"):
+            line += f" ({r['lam_rule']}"
+            if r.get("noise_sigma") is not None:
+                line += f"; estimated noise std of the sinogram {float(r['noise_sigma']):.4g}"
+            line += ")"
+        else:
+            line += " (--lam)"
+        lines.append(line)
+    return "\n".join(lines)
 
 
 def _format_table(rows, metrics=True):
@@ -212,8 +236,20 @@ def _format_table(rows, metrics=True):
     return "\n".join(lines)
 
 
-def _save_figure(path, ref, images, rows):
-    """Reconstructions (top) and absolute error maps (bottom); False when matplotlib is missing."""
+_METHOD_NOTES = {
+    "fbp": "fbp: filtered\nbackprojection",
+    "tv": "tv: total variation\n(Chambolle-Pock)",
+    "wtv": "wtv: weighted TV,\nweights from a TV pilot",
+    "learned": "learned: weighted TV,\nweights from a network\n(TVWeightNet)",
+}
+
+
+def _save_figure(path, ref, images, rows, setup=""):
+    """Reconstructions (top) and absolute error maps (bottom); False when matplotlib is missing.
+
+    The title states the setup; a footer explains the method names; the
+    bottom-left cell, under the ground truth, holds the error colourbar.
+    """
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -236,12 +272,20 @@ def _save_figure(path, ref, images, rows):
         axes[0, k].set_title(f"{name}: {r['psnr']:.1f} dB, SSIM {r['ssim']:.3f}", fontsize=9)
         im = axes[1, k].imshow(np.abs(images[name] - ref), cmap="magma", vmin=0, vmax=emax)
         axes[1, k].set_title(f"|{name} - truth|", fontsize=9)
-    axes[1, 0].axis("off")
-    if names:
-        fig.colorbar(im, ax=axes[1, 1:].tolist(), shrink=0.8)
     for ax in axes.ravel():
         ax.set_xticks([])
         ax.set_yticks([])
+    # the cell under the ground truth has no error map: it explains the methods
+    # and carries the colourbar of the error maps (no empty panel)
+    axes[1, 0].axis("off")
+    notes = [_METHOD_NOTES.get(n, n) for n in names]
+    axes[1, 0].text(0.0, 1.0, "\n\n".join(notes), transform=axes[1, 0].transAxes, va="top",
+                    ha="left", fontsize=8)
+    if names:
+        cbar = fig.colorbar(im, ax=axes[1, 1:].tolist(), shrink=0.8)
+        cbar.set_label("absolute error |x - truth|\n(truth in [0, 1])", fontsize=8)
+    if setup:
+        fig.suptitle(setup, fontsize=10)
     fig.savefig(path, dpi=110)
     return True
 
@@ -262,13 +306,17 @@ def _cmd_demo(args):
     angles = np.linspace(0.0, np.pi, args.angles, endpoint=False)
     sinogram, A = simulate_sinogram(ref, angles, noise="gaussian" if args.noise > 0 else None,
                                     level=args.noise, rng=args.seed, return_operator=True)
-    print(f"tikhon demo: Shepp-Logan {args.size}x{args.size}, {args.angles} views over [0, pi), "
-          f"Gaussian noise {args.noise:g} x max|sinogram|, seed {args.seed}")
+    setup = (f"Shepp-Logan {args.size}x{args.size}, {args.angles} views over [0, pi), "
+             f"Gaussian noise {args.noise:g} x max|sinogram|, seed {args.seed}")
+    print(f"tikhon demo: {setup}")
     rows, images, notes = _run_methods(names, A, sinogram, args, ref=ref)
     for note in notes:
         print(note)
     if rows:
         print(_format_table(rows))
+        lams = _format_lams(rows)
+        if lams:
+            print(lams)
     np.save(out / "phantom.npy", ref)
     np.save(out / "sinogram.npy", sinogram)
     np.save(out / "angles.npy", angles)
@@ -276,7 +324,7 @@ def _cmd_demo(args):
         np.save(out / f"recon_{name}.npy", image)
     if images and not args.no_figure:
         fig_path = out / "demo.png"
-        if _save_figure(fig_path, ref, images, rows):
+        if _save_figure(fig_path, ref, images, rows, setup=f"tikhon demo: {setup}"):
             print(f"figure: {fig_path}")
         else:
             print("figure skipped: matplotlib is not installed (pip install matplotlib)")
@@ -284,13 +332,30 @@ def _cmd_demo(args):
     return 0 if rows else 1
 
 
+_NPY_MAGIC = b"\x93NUMPY"
+_OUT_SUFFIXES = (".npy", ".tif", ".tiff")
+
+
 def _load_array(path, what):
+    """A real array from ``.npy``, ``.tif``/``.tiff``, ``.txt`` (whitespace) or ``.csv`` (commas)."""
     path = Path(path)
     if not path.is_file():
         raise CLIError(f"{what} file not found: {path}")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
+            with open(path, "rb") as fh:
+                head = fh.read(len(_NPY_MAGIC))
+            if head != _NPY_MAGIC:
+                # NumPy would suggest allow_pickle=True here: an unsafe fix for a
+                # file that is most often text saved under the wrong name
+                kind = "text" if _looks_like_text(path) else "data"
+                raise CLIError(
+                    f"{what} {path} is not a NumPy .npy file (no .npy header); it looks like "
+                    f"{kind}: " + ("rename it .txt (numbers separated by spaces) or .csv (by "
+                                   "commas)" if kind == "text" else
+                                   "save the array with numpy.save, or as .tif/.txt/.csv")
+                )
             arr = np.load(path, allow_pickle=False)
         elif suffix in (".tif", ".tiff"):
             from skimage.io import imread
@@ -299,7 +364,8 @@ def _load_array(path, what):
         elif suffix in (".txt", ".csv"):
             arr = np.loadtxt(path, delimiter="," if suffix == ".csv" else None)
         else:
-            raise CLIError(f"{what} {path}: unsupported file type {suffix!r} (use .npy, .tif or .tiff)")
+            raise CLIError(f"{what} {path}: unsupported file type {suffix!r} "
+                           "(use .npy, .tif, .tiff, .txt or .csv)")
     except CLIError:
         raise
     except Exception as exc:  # a corrupt file: report it in one line
@@ -310,22 +376,115 @@ def _load_array(path, what):
     return arr.astype(np.float64)
 
 
-def _size_from_n_det(n_det):
-    """An image side whose default detector count (Radon's or skimage's) is ``n_det``.
+def _looks_like_text(path):
+    with open(path, "rb") as fh:
+        head = fh.read(512)
+    try:
+        head.decode("ascii")
+    except UnicodeDecodeError:
+        return False
+    return bool(head.strip())
 
-    Two sides often share a count (Radon rounds it up to an odd number); the
-    even one is taken, as image sides usually are.
+
+def _size_from_n_det(n_det):
+    """The image side whose default detector count (scikit-image's, Radon's) is ``n_det``.
+
+    ``ceil(sqrt(2) n)`` grows by more than one per side, so a count has at most
+    one side; a count one above a side's (odd counts of tikhon 0.1) maps to that
+    side; otherwise the largest side whose diagonal the detector covers.
     """
+    from tikhon.operators.radon import default_n_det
+
     guess = int(math.floor(n_det / math.sqrt(2)))
-    found = []
-    for n in range(max(guess - 2, 1), guess + 3):
-        diag = math.ceil(math.hypot(n, n))
-        if n_det in (diag + 1 - diag % 2, diag):
-            found.append(n)
-    if not found:
-        return max(guess, 1)
-    even = [n for n in found if n % 2 == 0]
-    return (even or found)[0]
+    for extra in (0, 1):
+        for n in range(max(guess - 2, 1), guess + 3):
+            if default_n_det((n, n)) + extra == n_det:
+                return n
+    return max(guess, 1)
+
+
+# a span this close to 2 pi or below (in the unit given) reads as radians
+_TWO_PI = 2 * math.pi * (1 + 1e-6)
+
+
+def _check_angles_file(angles, degrees, path):
+    """Refuse angle files whose unit contradicts ``--degrees`` (friction: silent garbage images)."""
+    top = float(np.max(np.abs(angles)))
+    span = float(np.ptp(angles)) if angles.size > 1 else 0.0
+    # decided on the span, as for --degrees: radians over a full turn may start
+    # anywhere ([pi/2, 5 pi/2)); one angle has no span, only its value
+    if not degrees and (span if angles.size > 1 else top) > _TWO_PI:
+        what = f"span {span:.4g}" if angles.size > 1 else f"reach {top:.4g}"
+        raise CLIError(
+            f"the angles in {path} {what}, beyond 2 pi radians: they look like "
+            f"degrees; pass --degrees (angles files are read as radians unless --degrees)"
+        )
+    if degrees and angles.size > 2 and span <= _TWO_PI:
+        raise CLIError(
+            f"with --degrees the angles in {path} span only {span:.4g} degrees: they look like "
+            f"radians ({math.degrees(span):.4g} degrees); drop --degrees"
+        )
+
+
+def _support_excess(sino, A):
+    """How much the sinogram varies along the detector where an image of ``A.image_shape`` casts none.
+
+    At angle ``theta`` a square image of side ``n`` projects onto
+    ``|t| <= n/2 (|cos| + |sin|)``; bins beyond that (one bin of margin for the
+    interpolation) must hold noise, plus perhaps a background constant along
+    the detector (a flat-field error after the log, a dark-current offset):
+    that is no reason to refuse. So the test is on the spread of each view's
+    outside bins about their own median (mean absolute deviation, over the
+    views with at least 3 such bins), not on their mean. Returns ``(spread,
+    threshold)``, or ``None`` when no view has such bins.
+    """
+    from tikhon.data import estimate_noise_sigma
+
+    n_rows, n_cols = A.image_shape
+    t = np.arange(A.n_det) - A.det_center
+    c, s_ = np.abs(np.cos(A.angles)), np.abs(np.sin(A.angles))
+    reach = 0.5 * (n_cols * c + n_rows * s_) + 1.5
+    outside = np.abs(t)[None, :] > reach[:, None]
+    views = outside.sum(axis=1) >= 3
+    if not views.any():
+        return None
+    out = outside[views]
+    vals = np.where(out, sino[views], np.nan)
+    med = np.nanmedian(vals, axis=1, keepdims=True)
+    spread = float(np.abs(vals - med)[out].mean())
+    sigma = estimate_noise_sigma(sino) if sino.shape[1] >= 3 else 0.0
+    # noise alone gives a spread of ~0.8 sigma; a circle=True sinogram read as
+    # circle=False puts the object's edges there (~10% of the maximum)
+    threshold = max(0.02 * float(np.abs(sino).max()), 3.0 * sigma)
+    return spread, threshold
+
+
+def _check_support(sino, A, circle, size=None):
+    """Refuse (``size`` implied) or warn about (``--size`` given) signal where the image casts none.
+
+    A sinogram made by ``skimage.transform.radon(image)`` with its default
+    ``circle=True`` has as many bins as the image side: read as
+    ``circle=False`` it implies a smaller image, and its outer bins hold the
+    object's edges. With ``--size`` the user chose the geometry: warn only.
+    """
+    if circle:
+        return
+    found = _support_excess(sino, A)
+    if found is None or found[0] <= found[1]:
+        return
+    n_rows, n_cols = A.image_shape
+    if size is not None:
+        print(f"warning: the sinogram varies in detector bins that a {n_rows}x{n_cols} image "
+              f"(--size {size}) never reaches; if it came from scikit-image's default "
+              f"skimage.transform.radon(..., circle=True), pass --circle instead", file=sys.stderr)
+        return
+    raise CLIError(
+        f"the sinogram has signal in detector bins that a {n_rows}x{n_cols} image never "
+        f"reaches (the size implied by {A.n_det} bins, assuming "
+        f"skimage.transform.radon(..., circle=False)); a sinogram from scikit-image's default "
+        f"circle=True has as many bins as the image side: pass --circle (image side "
+        f"{A.n_det}), or give the image side with --size"
+    )
 
 
 def _cmd_reconstruct(args):
@@ -335,6 +494,11 @@ def _cmd_reconstruct(args):
     if len(names) != 1:
         raise CLIError("reconstruct takes exactly one --method")
     name = names[0]
+    out = Path(args.out)
+    if out.suffix and out.suffix.lower() not in _OUT_SUFFIXES:
+        # checked before the solve: a silent out.png.npy surprised users
+        raise CLIError(f"--out {out}: the reconstruction is saved as .npy, .tif or .tiff (a float "
+                       f"image), not {out.suffix!r}; e.g. --out {out.with_suffix('.npy')}")
     sino = _load_array(args.sinogram, "sinogram")
     if sino.ndim != 2:
         raise CLIError(f"the sinogram must be a 2-D array (n_angles, n_det), got shape {sino.shape}")
@@ -345,32 +509,50 @@ def _cmd_reconstruct(args):
 
     if args.angles_file is not None:
         angles = _load_array(args.angles_file, "angles").ravel()
-        if args.degrees:
-            angles = np.deg2rad(angles)
         if not all_finite(angles):
             raise CLIError("the angles file contains NaN or inf values")
+        _check_angles_file(angles, args.degrees, args.angles_file)
+        if args.degrees:
+            angles = np.deg2rad(angles)
     else:
         if args.angle_range > 360:
             raise CLIError(f"--angle-range must be in (0, 360] degrees, got {args.angle_range}")
+        if args.angle_range <= _TWO_PI:
+            raise CLIError(
+                f"--angle-range is in degrees: {args.angle_range:g} degrees looks like radians "
+                f"({math.degrees(args.angle_range):.4g} degrees); e.g. --angle-range 180"
+            )
         angles = np.linspace(0.0, np.deg2rad(args.angle_range), args.angles, endpoint=False)
     n_angles, n_det = sino.shape
     if angles.size != n_angles:
         hint = ""
         if angles.size == n_det:
-            hint = (" (the sinogram looks transposed, as scikit-image's radon returns it: "
-                    "pass --transpose)")
+            if args.transpose:
+                hint = (" (with --transpose the file is read as (n_det, n_angles); this one "
+                        "already has one row per angle: drop --transpose)")
+            else:
+                hint = (" (the sinogram looks transposed, as scikit-image's radon returns it: "
+                        "pass --transpose)")
         raise CLIError(
             f"{angles.size} angles given but the sinogram has {n_angles} rows; the sinogram "
             f"must have shape (n_angles, n_det){hint}"
         )
-    size = args.size if args.size is not None else _size_from_n_det(n_det)
+    if args.circle:
+        # skimage.transform.radon(image, circle=True): one bin per pixel of the
+        # side, centred on bin n // 2, the image inside its inscribed circle
+        if args.size is not None and args.size != n_det:
+            raise CLIError(f"--circle: the image side is the detector count {n_det}, "
+                           f"got --size {args.size}")
+        size = n_det
+    else:
+        size = args.size if args.size is not None else _size_from_n_det(n_det)
     A = Radon((size, size), angles, n_det=n_det)
+    _check_support(sino, A, args.circle, args.size)
     rows, images, notes = _run_methods([name], A, sino, args)
     for note in notes:
         print(note, file=sys.stderr)
     if not rows:
         return 1
-    out = Path(args.out)
     if out.parent and not out.parent.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
     image = images[name]
@@ -382,10 +564,16 @@ def _cmd_reconstruct(args):
         # minisblack: a 2-D float image, never read back as RGB
         tifffile.imwrite(str(out), image.astype(np.float32), photometric="minisblack")
     else:
-        if out.suffix.lower() != ".npy":
-            out = out.with_name(out.name + ".npy")
+        # no suffix: numpy.save appends .npy (the message below names the file)
+        out = out.with_suffix(".npy") if not out.suffix else out
         np.save(out, image)
     print(_format_table(rows, metrics=False))
+    lams = _format_lams(rows)
+    if lams:
+        print(lams)
+    geometry = "circle=True (inscribed circle)" if args.circle else "circle=False"
+    print(f"geometry: {n_angles} angles, {n_det} detector bins, image {size}x{size}, "
+          f"scikit-image's {geometry}")
     print(f"reconstruction {image.shape[0]}x{image.shape[1]} saved to {out}")
     return 0
 
@@ -412,6 +600,7 @@ _nonneg_float = _option_type(float, check_nonneg, "non-negative number")
 def build_parser():
     """The argparse parser of the ``tikhon`` command."""
     from tikhon import __version__
+    from tikhon.solvers.tomography import DEFAULT_MAX_ITER
 
     methods_help = "; ".join(f"{k}: {v}" for k, v in DESCRIPTIONS.items())
     parser = argparse.ArgumentParser(
@@ -424,9 +613,12 @@ def build_parser():
 
     def solver_options(p):
         p.add_argument("--lam", type=_nonneg_float, default=None,
-                       help="TV weight (default: proportional to the noise level and max|sinogram|)")
-        p.add_argument("--max-iter", type=_positive_int, default=3000,
-                       help="maximum iterations of iterative methods per solve (default 3000)")
+                       help="TV weight (default: 6 x the sinogram's estimated noise std for tv, "
+                       "12 x for wtv and learned, whose weights lie in (0, 1]; see "
+                       "tikhon.solvers.default_tv_lam); the value used is printed")
+        p.add_argument("--max-iter", type=_positive_int, default=DEFAULT_MAX_ITER,
+                       help="maximum iterations of iterative methods per solve "
+                       f"(default {DEFAULT_MAX_ITER}, as tikhon.solvers.tv_reconstruction)")
         p.add_argument("--tol", type=_positive_float, default=1e-4,
                        help="stopping tolerance of iterative methods (default 1e-4)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -452,22 +644,36 @@ def build_parser():
 
     rec = sub.add_parser("reconstruct", help="reconstruct a sinogram from a file",
                          description="Reconstruct a parallel-beam sinogram of shape "
-                         "(n_angles, n_det) stored as .npy or .tif/.tiff. Methods: " + methods_help)
-    rec.add_argument("sinogram", metavar="SINOGRAM", help="sinogram file (.npy, .tif, .tiff)")
+                         "(n_angles, n_det) stored as .npy, .tif/.tiff, .txt (numbers separated "
+                         "by spaces) or .csv (by commas). The geometry is that of "
+                         "skimage.transform.radon(image, theta, circle=False).T: n_det = "
+                         "ceil(sqrt(2) n) bins for an n x n image, centred on bin n_det // 2; "
+                         "pass --circle for scikit-image's default circle=True (n_det = n). "
+                         "Methods: " + methods_help)
+    rec.add_argument("sinogram", metavar="SINOGRAM",
+                     help="sinogram file (.npy, .tif, .tiff, .txt, .csv)")
     group = rec.add_mutually_exclusive_group(required=True)
     group.add_argument("--angles-file", metavar="FILE",
-                       help="file with the projection angles (.npy/.txt; radians unless --degrees)")
+                       help="file with the projection angles (.npy/.txt/.csv; radians unless "
+                       "--degrees)")
     group.add_argument("--angles", type=_positive_int, metavar="N",
                        help="N equispaced angles over [0, --angle-range)")
     rec.add_argument("--angle-range", type=_positive_float, default=180.0,
-                     help="angular range in degrees for --angles (default 180)")
-    rec.add_argument("--degrees", action="store_true", help="the angles file is in degrees")
+                     help="angular range in DEGREES for --angles (default 180; a value <= 2 pi "
+                     "is refused as radians)")
+    rec.add_argument("--degrees", action="store_true",
+                     help="the angles file is in degrees (skimage's theta); default radians")
+    rec.add_argument("--circle", action="store_true",
+                     help="the sinogram is skimage.transform.radon(..., circle=True), "
+                     "scikit-image's default: as many detector bins as the image side")
     rec.add_argument("--transpose", action="store_true",
                      help="the file holds (n_det, n_angles), as skimage.transform.radon returns")
     rec.add_argument("--size", type=_positive_int, default=None,
-                     help="image side (default: the even side whose diagonal n_det covers)")
+                     help="image side (default: the side n with ceil(sqrt(2) n) = n_det, "
+                     "scikit-image's circle=False; with --circle, n_det)")
     rec.add_argument("--method", default="fbp", help="reconstruction method (default fbp)")
-    rec.add_argument("--out", default="recon.npy", help="output file (.npy or .tif; default recon.npy)")
+    rec.add_argument("--out", default="recon.npy",
+                     help="output file (.npy, .tif or .tiff; default recon.npy)")
     solver_options(rec)
     rec.set_defaults(func=_cmd_reconstruct)
     return parser

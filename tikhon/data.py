@@ -160,6 +160,13 @@ def shepp_logan(n=256, dtype=np.float64) -> np.ndarray:
     -------
     numpy.ndarray of shape (n, n)
         Values in ``[0, 1]``.
+
+    Examples
+    --------
+    >>> from tikhon.data import shepp_logan
+    >>> x = shepp_logan(64)
+    >>> x.shape, float(x.min()) >= 0.0, float(x.max()) <= 1.0
+    ((64, 64), True, True)
     """
     from skimage.data import shepp_logan_phantom
     from skimage.transform import resize
@@ -517,6 +524,15 @@ def simulate_sinogram(image, angles, noise="gaussian", level=0.01, rng=None, n_d
         Same dtype as ``image``.
     operator : tikhon.operators.Radon
         Only with ``return_operator=True``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import shepp_logan, simulate_sinogram
+    >>> angles = np.linspace(0, np.pi, 30, endpoint=False)
+    >>> y, A = simulate_sinogram(shepp_logan(64), angles, level=0.01, rng=0, return_operator=True)
+    >>> y.shape == A.out_shape == (30, 91)
+    True
     """
     where = "simulate_sinogram"
     if is_torch(image):
@@ -568,6 +584,16 @@ def estimate_noise_sigma(sinogram):
     Returns
     -------
     float
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.data import estimate_noise_sigma, shepp_logan, simulate_sinogram
+    >>> angles = np.linspace(0, np.pi, 60, endpoint=False)
+    >>> clean = simulate_sinogram(shepp_logan(128), angles, noise=None)
+    >>> noisy = clean + np.random.default_rng(0).normal(0.0, 1.0, clean.shape)
+    >>> round(estimate_noise_sigma(noisy), 1)  # the true std is 1.0
+    1.1
     """
     y = to_host(sinogram)
     if y.ndim != 2 or y.shape[1] < 3:

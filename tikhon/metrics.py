@@ -80,6 +80,14 @@ def psnr(x, ref, data_range=None) -> float:
     ValueError
         Shapes differ, an input is empty or non-finite, ``data_range`` is not
         positive, or ``ref`` is constant and no ``data_range`` is given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.metrics import psnr
+    >>> ref = np.zeros((8, 8)); ref[2:6, 2:6] = 1.0
+    >>> round(psnr(ref + 0.1, ref), 2)  # 10 log10(1 / 0.01)
+    20.0
     """
     from skimage.metrics import peak_signal_noise_ratio
 
@@ -119,6 +127,14 @@ def ssim(x, ref, data_range=None, **kwargs) -> float:
     ------
     ValueError
         As :func:`psnr`, or when the image is smaller than the window.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.metrics import ssim
+    >>> ref = np.random.default_rng(0).random((32, 32))
+    >>> ssim(ref, ref)
+    1.0
     """
     from skimage.metrics import structural_similarity
 

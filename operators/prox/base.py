@@ -208,6 +208,13 @@ class ScaledFunctional(Functional):
     The flags (``lipschitz``, ``strong_convexity``) use the value of ``c`` at
     construction; the maps use ``c`` itself, so a tensor ``c`` that requires
     grad receives gradients through values, proxes and gradients.
+
+    Parameters
+    ----------
+    f : Functional
+        The functional to scale.
+    c : float or torch.Tensor
+        The scale, ``>= 0``.
     """
 
     def __init__(self, f, c):
@@ -296,7 +303,15 @@ class Dilated(Functional):
 
 
 class ShiftedFunctional(Functional):
-    """``x -> f(x - b)``."""
+    """``x -> f(x - b)``.
+
+    Parameters
+    ----------
+    f : Functional
+        The functional to shift.
+    b : array
+        The shift (finite, real).
+    """
 
     def __init__(self, f, b):
         if not is_torch(b):
@@ -334,7 +349,13 @@ class ShiftedFunctional(Functional):
 
 
 class Conjugate(Functional):
-    """The convex conjugate ``f*``; its prox comes from the Moreau identity."""
+    """The convex conjugate ``f*``; its prox comes from the Moreau identity.
+
+    Parameters
+    ----------
+    f : Functional
+        A convex functional without a fixed step.
+    """
 
     def __init__(self, f):
         if not f.is_convex:
@@ -369,7 +390,15 @@ class Conjugate(Functional):
 
 
 class SeparableSum(Functional):
-    """``F(y) = sum_i f_i(y_i)`` over the blocks of a flat vector ``y``."""
+    """``F(y) = sum_i f_i(y_i)`` over the blocks of a flat vector ``y``.
+
+    Parameters
+    ----------
+    functionals : sequence of Functional
+        One functional per block.
+    shapes : sequence of tuple of int
+        The shape of each block, in order (see :func:`separable_sum`).
+    """
 
     def __init__(self, functionals, shapes):
         functionals = list(functionals)

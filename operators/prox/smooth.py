@@ -79,7 +79,21 @@ def smooth_functional(value_and_grad, lipschitz=None, **kwargs):
 
     The result runs as the smooth term ``f`` of :func:`~tikhon.solvers.ista`
     and :func:`~tikhon.solvers.fista` (with backtracking when ``lipschitz`` is
-    unknown). See :class:`SmoothFunctional` for the keywords.
+    unknown). See :class:`~tikhon.operators.prox.SmoothFunctional` for the keywords.
+
+    Parameters
+    ----------
+    value_and_grad : callable
+        ``value_and_grad(x) -> (value, grad)`` for NumPy arrays (or tensors).
+    lipschitz : float, optional
+        Lipschitz constant of the gradient; unknown by default.
+    **kwargs
+        The other keywords of :class:`~tikhon.operators.prox.SmoothFunctional`.
+
+    Returns
+    -------
+    SmoothFunctional
+        The functional, usable wherever a smooth ``f`` is expected.
 
     Examples
     --------

@@ -236,6 +236,18 @@ def sinkhorn(
     row), and one read of ``C`` per eps stage or absorption (an exact
     log-domain row step fused with the kernel rebuild). At n = m = 4000
     (float32 kernel, 64 MB) an iteration is bound by memory bandwidth.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from tikhon.solvers.transport import sinkhorn
+    >>> rng = np.random.default_rng(0)
+    >>> C = rng.random((50, 40))
+    >>> res = sinkhorn(None, None, C, 1e-2)  # uniform marginals
+    >>> res.status, res.x.shape
+    ('converged', (50, 40))
+    >>> bool(np.allclose(res.x.sum(axis=1), 1 / 50, atol=1e-6))
+    True
     """
     backend = backend_of(_NAME, a=a, b=b, C=C, f0=f0, g0=g0)
     eps = check_positive(eps, "eps", _NAME)

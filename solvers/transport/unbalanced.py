@@ -27,7 +27,7 @@ _NAME = "sinkhorn_unbalanced"
 
 @dataclass
 class UnbalancedState(IterationAlias, State):
-    """State of :class:`UnbalancedSinkhorn`, as ``callback(state)`` receives it.
+    """State of ``UnbalancedSinkhorn``, as ``callback(state)`` receives it.
 
     Attributes
     ----------

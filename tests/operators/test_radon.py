@@ -206,10 +206,44 @@ def test_disk_off_centre_and_spacing():
 
 def test_default_geometry():
     A = Radon((256, 256), _angles(10))
-    assert A.out_shape == (10, 363)  # ceil(256 * sqrt(2)), odd
+    assert A.out_shape == (10, 363)  # ceil(256 * sqrt(2))
     assert A.center == (128.0, 128.0) and A.det_center == 181.0
-    B = Radon((100, 60), _angles(10))
-    assert B.n_det == math.ceil(math.hypot(100, 60)) | 1
+    B = Radon((128, 128), _angles(10))
+    assert B.n_det == 182 and B.det_center == 91.0  # even counts are not bumped
+    C = Radon((100, 60), _angles(10))
+    assert C.n_det == math.ceil(math.sqrt(2) * 100)  # skimage pads to a square
+
+
+def test_default_n_det_is_skimage_for_every_size():
+    # friction point 3: a user's sinogram from skimage.transform.radon(circle=False)
+    # must fit Radon's default for every image side (182 bins for n = 128, 142 for 100)
+    sizes = list(range(16, 301)) + [(48, 64), (64, 48), (30, 100)]
+    for n in sizes:
+        shape = (n, n) if isinstance(n, int) else n
+        ref_bins = skimage_transform.radon(np.zeros(shape), [0.0], circle=False).shape[0]
+        assert Radon(shape, [0.0]).n_det == ref_bins, shape
+
+
+@pytest.mark.parametrize("n", [100, 101, 128, 127])
+@pytest.mark.parametrize("circle", [False, True])
+def test_projections_match_skimage_even_and_odd_n_det(n, circle):
+    # the centre must stay right for even counts: a shift of one bin is ~30 % off
+    rng = np.random.default_rng(n)
+    img = np.zeros((n, n))
+    for _ in range(6):
+        r0, c0 = rng.integers(n // 4, 3 * n // 4, 2)
+        img[r0 - 3:r0 + 4, c0 - 2:c0 + 5] += rng.uniform(0.5, 1.0)
+    ang = np.array([0.0, 0.4, 1.1, np.pi / 2, 2.0, 2.9])
+    ref = skimage_transform.radon(img, np.degrees(ang), circle=circle).T
+    # circle=True (skimage's default): as many bins as the image side
+    A = Radon(img.shape, ang, n_det=n) if circle else Radon(img.shape, ang)
+    assert A.out_shape == ref.shape
+    sino = A(img)
+    rel = np.linalg.norm(sino - ref) / np.linalg.norm(ref)
+    assert rel <= 0.02, rel
+    for shift in (-1, 1):
+        off = np.linalg.norm(np.roll(sino, shift, axis=1) - ref) / np.linalg.norm(ref)
+        assert off > 10 * rel
 
 
 def test_shepp_logan_matches_skimage(phantom256):

@@ -59,7 +59,7 @@ class Solver:
     """Base of the solver protocol (see the module docstring).
 
     Subclasses set ``name`` (used in messages) and ``criterion`` (the key of
-    :meth:`monitor`'s record that is tested against the tolerance).
+    ``monitor``'s record that is tested against the tolerance).
     """
 
     name = "solver"
@@ -83,7 +83,7 @@ class Solver:
         return state.k % check_every == 0
 
     def done(self, state, record, tol):
-        """Whether ``record`` (from :meth:`monitor`) meets the tolerance."""
+        """Whether ``record`` (from ``monitor``) meets the tolerance."""
         return record[self.criterion] <= tol
 
     def finish(self, state, status):
@@ -97,7 +97,7 @@ class Solver:
 
 @dataclass
 class Outcome:
-    """How a run ended; :meth:`result` turns it into the solver's :class:`Result`."""
+    """How a run ended; :meth:`result` turns it into the solver's :class:`~tikhon.solvers.Result`."""
 
     status: str
     n_iter: int
@@ -110,7 +110,7 @@ class Outcome:
         return self.status == "converged"
 
     def result(self, x, *, steps=None, dual=None, info=None):
-        """The :class:`Result` of this run (the one place a solver's result is built)."""
+        """The :class:`~tikhon.solvers.Result` of this run (the one place a solver's result is built)."""
         return Result(
             x=x,
             converged=self.converged,
