@@ -212,10 +212,19 @@ class MultinomialProxNewton(Solver):
                 F = F_t
             else:
                 eta[:, k] = eta_k
-        if self.fit_intercept and self.K > 2:
-            c = float(b.mean())
-            b -= c
-            eta -= c
+        if self.K > 2:
+            # adding one constant to a feature's coefficients in every class leaves the softmax
+            # unchanged, and no one-class step moves along that direction: without this shift the
+            # sweep stalls at a residual of about lam. The per-feature median minimizes the
+            # penalty along it, so the objective cannot increase.
+            c = np.median(B, axis=1)
+            if np.any(c):
+                B -= c[:, None]
+                eta -= (X @ c)[:, None]
+            if self.fit_intercept:
+                cb = float(b.mean())
+                b -= cb
+                eta -= cb
         state.objective = multinomial_objective(eta, Y, w, B, lam)
         state.k += 1
         return state
