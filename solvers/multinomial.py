@@ -308,6 +308,9 @@ def l1_logistic(X, Y, lam, *, sample_weight=None, fit_intercept=True, coef0=None
         largest distance of minus the loss gradient to ``lam`` times the l1
         subdifferential over the coefficients, and the largest intercept
         gradient; it is in the units of ``lam`` and 0 exactly at a minimizer.
+        Values below about 1e-9 may not be reachable: near the solution the
+        weighted Lasso subproblems are exact only to rounding, their steps
+        are rejected, and the run ends at ``max_iter`` with a warning.
     max_iter : int
         Outer iterations (one sweep over the classes each).
     inner_max_iter : int
