@@ -15,6 +15,7 @@ from .l1 import L0, L1
 from .nuclear import NuclearNorm
 from .quadratic import Huber, SquaredL2
 from .smooth import SmoothFunctional, smooth_functional
+from .weight_sets import Oblique, ScaledBinary, ScaledTernary, SpectralBall, Stiefel, TopK
 
 __all__ = [
     "Box",
@@ -30,13 +31,19 @@ __all__ = [
     "L2Ball",
     "NonNegative",
     "NuclearNorm",
+    "Oblique",
+    "ScaledBinary",
     "ScaledFunctional",
+    "ScaledTernary",
     "SeparableSum",
     "ShiftedFunctional",
     "Simplex",
     "SmoothFunctional",
+    "SpectralBall",
     "SquaredL2",
+    "Stiefel",
     "SumOfNorms",
+    "TopK",
     "Zero",
     "separable_sum",
     "smooth_functional",
