@@ -147,15 +147,22 @@ def _select(rule, model, where):
         if not out:
             raise ValueError(f"{where}: params is a module without parameters")
         return out
-    if isinstance(sel, torch.Tensor):
-        sel = [sel]
-    try:
-        items = list(sel)
-    except TypeError as exc:
-        raise TypeError(f"{where}: params must be a name pattern, a module type or tensors, got {type(sel).__name__}") from exc
-    if not items or not all(isinstance(p, torch.Tensor) for p in items):
-        raise TypeError(f"{where}: params must be a non-empty list of tensors")
+    items = _tensors(sel, "params", "a name pattern, a module type or tensors", where)
     return [(f"params[{i}]", p) for i, p in enumerate(items)]
+
+
+def _tensors(value, name, kinds, where):
+    """A tensor or an iterable of tensors as a non-empty list (else TypeError naming ``name``)."""
+    torch = require_torch()
+    if isinstance(value, torch.Tensor):
+        value = [value]
+    try:
+        items = list(value)
+    except TypeError as exc:
+        raise TypeError(f"{where}: {name} must be {kinds}, got {type(value).__name__}") from exc
+    if not items or not all(isinstance(p, torch.Tensor) for p in items):
+        raise TypeError(f"{where}: {name} must be {kinds} (a non-empty list of tensors)")
+    return items
 
 
 class _StepHook:
@@ -482,14 +489,7 @@ def sparsity_mask(source, *, pattern="*", atol=0.0):
         if not out:
             raise ValueError(f"{where}: pattern {pattern!r} selects no parameter of source")
         return out
-    if isinstance(source, torch.Tensor):
-        source = [source]
-    try:
-        items = list(source)
-    except TypeError as exc:
-        raise TypeError(f"{where}: source must be a torch.nn.Module or tensors, got {type(source).__name__}") from exc
-    if not all(isinstance(p, torch.Tensor) for p in items):
-        raise TypeError(f"{where}: source must be a torch.nn.Module or an iterable of tensors")
+    items = _tensors(source, "source", "a torch.nn.Module or tensors", where)
     return [p.detach().abs() > atol for p in items]
 
 
