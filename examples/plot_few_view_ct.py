@@ -109,7 +109,7 @@ def compare(n=256, n_angles=60, noise=0.01, seed=0, tol=1e-4, extra=False, verbo
     if TVWeightNet is not None:
         variants = [("wTV (learned)", TVWeightNet.pretrained(), "gradient")]
         if extra:
-            image_only = DEFAULT_WEIGHTS.parent / "tv_weight_net_image_only.pt"
+            image_only = DEFAULT_WEIGHTS.parent / "tv_weight_net_image_only.safetensors"
             variants += [("wTV (learned, image channel)", variants[0][1], "image")]
             if image_only.is_file():
                 variants += [("wTV (image-only net)", load_weights(image_only), "image")]

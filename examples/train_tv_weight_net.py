@@ -2,7 +2,7 @@
 Train the TVWeightNet shipped with tikhon
 =========================================
 
-This script reproduces ``learned/weights/*.pt``. It trains for about 13 minutes,
+This script reproduces ``learned/weights/*.safetensors``. It trains for about 13 minutes,
 so the documentation shows it without running it.
 
 The network maps a filtered-backprojection image to an estimate of the image
@@ -12,9 +12,9 @@ Shepp-Logan) at 128 x 128, with few-view (20-60 angles over 180 degrees) noisy
 (0.5-2 % Gaussian) sinograms; 20-60 views at 128 px undersample like 40-120
 views at 256 px. Two variants are trained with the same data and seed:
 
-* ``tv_weight_net.pt``: the "elastic" loss ``|x - x_true|^2 + beta |g - |grad x_true||^2``
+* ``tv_weight_net.safetensors``: the "elastic" loss ``|x - x_true|^2 + beta |g - |grad x_true||^2``
   with ``beta = 1`` (the committed default used by ``TVWeightNet.pretrained()``);
-* ``tv_weight_net_image_only.pt``: ``beta = 0`` (image-only, for comparison).
+* ``tv_weight_net_image_only.safetensors``: ``beta = 0`` (image-only, for comparison).
 
 Training uses random 64 x 64 crops and a fixed number of steps (30 epochs of
 16 batches of 16): about 6.5 minutes per variant on one thread of a busy
@@ -62,7 +62,7 @@ def main(argv=None):
                                            noise=cfg["noise"], rng=cfg["data_seed"] + 1)
     print(f"training set: {fbp.shape} in {time.perf_counter() - t0:.0f} s")
 
-    variants = {"elastic": (1.0, "tv_weight_net.pt"), "image": (0.0, "tv_weight_net_image_only.pt")}
+    variants = {"elastic": (1.0, "tv_weight_net.safetensors"), "image": (0.0, "tv_weight_net_image_only.safetensors")}
     chosen = list(variants) if args.variant == "both" else [args.variant]
     for name in chosen:
         beta, filename = variants[name]

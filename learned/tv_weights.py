@@ -27,9 +27,11 @@ from torch import nn
 import torch.nn.functional as F
 
 from tikhon._core.checks import (
+    as_real_array,
     check_choice,
     check_finite_array,
     check_nonneg,
+    check_positive,
     check_positive_int,
 )
 from tikhon.solvers.tomography import DEFAULT_MAX_ITER
@@ -47,7 +49,9 @@ __all__ = [
     "DEFAULT_WEIGHTS",
 ]
 
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "tv_weight_net.pt"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights" / "tv_weight_net.safetensors"
+
+_FORMAT = "tikhon-tv-weight-net/1"
 
 
 def gradient_magnitude(x):
@@ -182,9 +186,9 @@ class TVWeightNet(nn.Module):
         if is_tensor:
             arr = check_finite_array(fbp_image, "fbp_image", where).detach()
         else:
-            arr = check_finite_array(np.asarray(fbp_image, dtype=np.float64), "fbp_image", where)
-        if arr.ndim != 2:
-            raise ValueError(f"{where}: fbp_image must be 2-D, got shape {tuple(arr.shape)}")
+            arr = check_finite_array(as_real_array(fbp_image, "fbp_image", where), "fbp_image", where)
+        if arr.ndim != 2 or 0 in tuple(arr.shape):
+            raise ValueError(f"{where}: fbp_image must be a non-empty 2-D image, got shape {tuple(arr.shape)}")
         scale = self._scale(arr)
         param = next(self.parameters())
         if is_tensor:
@@ -223,25 +227,51 @@ class TVWeightNet(nn.Module):
 
 
 def save_weights(net, path, meta=None):
-    """Save a :class:`TVWeightNet` as a plain dict of tensors (loadable with weights_only=True).
+    """Save a :class:`TVWeightNet` as safetensors with a JSON metadata block (no pickle).
 
     Parameters
     ----------
     net : TVWeightNet
     path : str or Path
+        The file (safetensors whatever its suffix; ``.safetensors`` by
+        convention).
     meta : dict, optional
-        Scalars/strings describing the training run (stored as a string table).
+        JSON-serialisable facts about the training run; ``script`` and
+        ``seed`` (default: those of ``net.meta``, as
+        :func:`train_tv_weight_net` sets them) are stored as the file's
+        training script and seed, the rest as its ``extra`` block.
+
+    Notes
+    -----
+    The file holds the float32 state dict and the metadata ``format``,
+    ``architecture`` (``"TVWeightNet"``), ``version`` (tikhon's),
+    ``script``, ``seed``, ``config`` (``{"width": ...}``) and ``extra``;
+    :func:`load_weights` reads it without executing code.
     """
-    state = {k: v.detach().cpu().to(torch.float32).clone() for k, v in net.state_dict().items()}
-    meta = dict(meta or {})
-    meta["width"] = net.width
-    payload = {"state_dict": state, "meta": {str(k): str(v) for k, v in meta.items()}}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    torch.save(payload, str(path))
+    from tikhon.learned._model_files import write_model_file
+
+    where = "save_weights"
+    if not isinstance(net, TVWeightNet):
+        raise TypeError(f"{where}: net must be a TVWeightNet, got {type(net).__name__}")
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"{where}: meta must be a dict, got {type(meta).__name__}")
+    facts = {**getattr(net, "meta", {}), **(meta or {})}
+    for key in ("width", "architecture", "version", "format", "config", "extra"):
+        facts.pop(key, None)
+    script = facts.pop("script", None)
+    seed = facts.pop("seed", None)
+    state = {k: v.detach().to(torch.float32) for k, v in net.state_dict().items()}
+    write_model_file(path, state, format=_FORMAT, architecture="TVWeightNet", script=script,
+                     seed=seed, config={"width": net.width}, extra=facts, where=where)
 
 
 def load_weights(path, map_location="cpu"):
-    """Load a :class:`TVWeightNet` saved by :func:`save_weights` (no pickle: weights_only=True).
+    """Load a :class:`TVWeightNet` saved by :func:`save_weights` (no code runs on load).
+
+    A safetensors file is read as tensors and JSON; a legacy torch checkpoint
+    (``.pt``, a dict ``{"state_dict": ..., "meta": ...}``) is read with
+    ``torch.load(weights_only=True)``, and refused with a ``ValueError`` if
+    its pickle carries anything but tensors and plain containers.
 
     Parameters
     ----------
@@ -252,15 +282,40 @@ def load_weights(path, map_location="cpu"):
     Returns
     -------
     TVWeightNet
-        In eval mode; ``net.meta`` holds the training metadata.
+        In eval mode; ``net.meta`` holds the training metadata (``script``,
+        ``seed``, ``version`` and the ``extra`` facts, flattened).
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no file at ``path``.
+    ValueError
+        If the file is not a TVWeightNet file, or a checkpoint whose pickle
+        carries code.
     """
+    from tikhon.learned._model_files import (
+        is_torch_checkpoint,
+        load_torch_checkpoint,
+        read_model_file,
+    )
+
+    where = "load_weights"
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"TVWeightNet weights not found at {path}")
-    payload = torch.load(str(path), map_location=map_location, weights_only=True)
-    meta = payload.get("meta", {})
-    net = TVWeightNet(width=int(meta.get("width", 16)))
-    net.load_state_dict(payload["state_dict"])
+        raise FileNotFoundError(f"{where}: TVWeightNet weights not found at {path}")
+    if is_torch_checkpoint(path):
+        payload = load_torch_checkpoint(path, where=where)
+        if not (isinstance(payload, dict) and isinstance(payload.get("state_dict"), dict)):
+            raise ValueError(f"{where}: {path} is not a TVWeightNet checkpoint (no state_dict)")
+        meta = dict(payload.get("meta", {}))
+        state, width = payload["state_dict"], int(meta.get("width", 16))
+    else:
+        state, info = read_model_file(path, format=_FORMAT, where=where)
+        width = check_positive_int(info["config"].get("width"), "config['width']", where)
+        meta = {**info["extra"], "script": info["script"], "seed": info["seed"],
+                "version": info["version"], "width": width}
+    net = TVWeightNet(width=width)
+    net.load_state_dict(state)
     if isinstance(map_location, (str, torch.device)):
         # load_state_dict copies into the new module's CPU parameters
         net.to(map_location)
@@ -341,6 +396,9 @@ def learned_wtv_reconstruction(A, y, lam=None, net=None, p=0.5, eta_fraction=0.0
     """
     from tikhon.solvers.tomography import space_variant_weights, tv_reconstruction
 
+    if not callable(getattr(A, "fbp", None)):
+        raise TypeError(f"learned_wtv_reconstruction: A must have an fbp method (a Radon), got {type(A).__name__}")
+    y = check_finite_array(y, "y", "learned_wtv_reconstruction", shape=A.out_shape)
     if net is None:
         net = _pretrained_on(str(y.device) if isinstance(y, torch.Tensor) else "cpu")
     # "auto" with weights: default_tv_lam(y, weighted=True), recorded in Result.info
@@ -367,7 +425,14 @@ def elastic_loss(output, target, beta=1.0):
     torch.Tensor
         Scalar loss.
     """
-    beta = check_nonneg(beta, "beta", "elastic_loss")
+    where = "elastic_loss"
+    beta = check_nonneg(beta, "beta", where)
+    for name, t in (("output", output), ("target", target)):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{where}: {name} must be a torch tensor, got {type(t).__name__}")
+    if output.ndim != 4 or output.shape[1] != 2 or tuple(target.shape) != (output.shape[0], 1, *output.shape[2:]):
+        raise ValueError(f"{where}: output must be (B, 2, H, W) and target (B, 1, H, W); got shapes "
+                         f"{tuple(output.shape)} and {tuple(target.shape)}")
     loss = F.mse_loss(output[:, :1], target)
     if beta > 0:
         loss = loss + beta * F.mse_loss(output[:, 1:2], gradient_magnitude(target))
@@ -399,8 +464,16 @@ def make_training_set(n_images, size=128, angles=(30, 90), noise=(0.005, 0.02), 
     from tikhon.data import random_ellipses, simulate_sinogram
     from tikhon.operators import Radon
 
+    where = "make_training_set"
     rng = np.random.default_rng(rng)
-    n_images = check_positive_int(n_images, "n_images", "make_training_set")
+    n_images = check_positive_int(n_images, "n_images", where)
+    size = check_positive_int(size, "size", where)
+    lo, hi = (check_positive_int(a, "angles", where) for a in angles)
+    if lo > hi:
+        raise ValueError(f"{where}: angles must be a range (low, high) with low <= high, got {tuple(angles)}")
+    n0, n1 = (check_positive(v, "noise", where) for v in noise)
+    if n0 > n1:
+        raise ValueError(f"{where}: noise must be a range (low, high) with low <= high, got {tuple(noise)}")
     fbp = np.empty((n_images, 1, size, size), np.float32)
     truth = np.empty_like(fbp)
     radons = {}
@@ -466,11 +539,17 @@ def train_tv_weight_net(
     losses : list of float
         Mean training loss per epoch.
     """
-    fbp = np.asarray(fbp, dtype=np.float32)
-    truth = np.asarray(truth, dtype=np.float32)
-    if fbp.shape != truth.shape or fbp.ndim != 4 or fbp.shape[1] != 1:
-        raise ValueError(f"train_tv_weight_net: fbp and truth must both be (N, 1, H, W); got {fbp.shape}, {truth.shape}")
-    beta = check_nonneg(beta, "beta", "train_tv_weight_net")
+    where = "train_tv_weight_net"
+    fbp = check_finite_array(as_real_array(fbp, "fbp", where, np.float32), "fbp", where)
+    truth = check_finite_array(as_real_array(truth, "truth", where, np.float32), "truth", where)
+    if fbp.shape != truth.shape or fbp.ndim != 4 or fbp.shape[1] != 1 or 0 in fbp.shape:
+        raise ValueError(f"{where}: fbp and truth must both be non-empty (N, 1, H, W); got {fbp.shape}, {truth.shape}")
+    beta = check_nonneg(beta, "beta", where)
+    epochs = check_positive_int(epochs, "epochs", where)
+    batch_size = check_positive_int(batch_size, "batch_size", where)
+    lr = check_positive(lr, "lr", where)
+    if crop is not None:
+        crop = check_positive_int(crop, "crop", where)
     old_threads = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(int(num_threads))
@@ -519,7 +598,9 @@ def train_tv_weight_net(
                 break
         net.eval()
         net.meta = {"beta": beta, "width": width, "epochs_run": len(losses), "n_train": n,
-                    "size": fbp.shape[-1], "crop": crop, "seed": seed, "final_loss": losses[-1] if losses else float("nan")}
+                    "size": fbp.shape[-1], "crop": crop, "seed": seed,
+                    "script": "tikhon.learned.train_tv_weight_net",
+                    "final_loss": losses[-1] if losses else float("nan")}
         return net, losses
     finally:
         torch.set_num_threads(old_threads)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -33,7 +32,10 @@ from tikhon._core.checks import (
 
 __all__ = ["load_unfolded", "save_unfolded", "train_unfolded", "unfolded_loss"]
 
-_FORMAT = "tikhon-unfolded/1"
+_FORMAT = "tikhon-unfolded/2"
+# /1 kept n_layers, log_base and meta as header keys of their own; /2 writes the
+# shared model-file block (learned/_model_files.py) with them in ``extra``
+_FORMAT_V1 = "tikhon-unfolded/1"
 
 
 def unfolded_loss(model, output, y, x_true=None, loss="supervised"):
@@ -260,35 +262,31 @@ def save_unfolded(model, path, *, seed=None, meta=None):
 
     Notes
     -----
-    The metadata holds ``format``, ``architecture`` (the class name),
-    ``n_layers``, ``version`` (tikhon's), ``seed``, ``config`` (the model's
+    The metadata (the block of every tikhon model file) holds ``format``,
+    ``architecture`` (the class name), ``version`` (tikhon's), ``script``
+    (``"tikhon.learned.train_unfolded"`` after training), ``seed``,
+    ``config`` (the model's
     :meth:`~Unfolded.config`), ``log_base`` (the bases of the log-scaled
     parameters, e.g. ``1 / ||A||^2`` for a step: a stored ``s_t`` means
-    ``base * exp(s_t)``) and ``meta``. The operator ``A`` is not stored:
+    ``base * exp(s_t)``), ``n_layers`` and ``meta`` (the last three in
+    ``extra``). The operator ``A`` is not stored:
     rebuild the model with it and load the parameters into it;
     :func:`load_unfolded` checks the configuration and the bases.
     """
-    from safetensors.torch import save_file
-
-    from tikhon import __version__
+    from tikhon.learned._model_files import write_model_file
 
     hist = getattr(model, "training_history", None)
     if seed is None and hist is not None:
         seed = hist.get("seed")
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()
-               if k != "matrix"}
-    metadata = {
-        "format": _FORMAT,
-        "architecture": type(model).__name__,
-        "n_layers": str(model.n_layers),
-        "version": __version__,
-        "seed": json.dumps(seed),
-        "config": json.dumps(model.config()),
-        "log_base": json.dumps(_log_bases(model)),
-        "meta": json.dumps(dict(meta or {})),
-    }
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(path), metadata=metadata)
+    if meta is not None and not isinstance(meta, dict):
+        raise TypeError(f"save_unfolded: meta must be a dict, got {type(meta).__name__}")
+    tensors = {k: v for k, v in model.state_dict().items() if k != "matrix"}
+    write_model_file(path, tensors, format=_FORMAT, architecture=type(model).__name__,
+                     script="tikhon.learned.train_unfolded" if hist is not None else None,
+                     seed=seed, config=model.config(),
+                     extra={"n_layers": model.n_layers, "log_base": _log_bases(model),
+                            "meta": dict(meta or {})},
+                     where="save_unfolded")
 
 
 def load_unfolded(path, model=None):
@@ -318,20 +316,21 @@ def load_unfolded(path, model=None):
         named -- parameter names/shapes, or log-scale bases, e.g. after
         rescaling ``A``).
     """
-    from safetensors import safe_open
+    from tikhon.learned._model_files import read_model_file
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"load_unfolded: no file at {path}")
-    with safe_open(str(path), framework="pt") as fh:
-        raw = fh.metadata() or {}
-        tensors = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open is not a dict)
-    if raw.get("format") != _FORMAT:
-        raise ValueError(f"load_unfolded: {path} is not an unfolded network file (format {raw.get('format')!r})")
-    meta = {"architecture": raw["architecture"], "n_layers": int(raw["n_layers"]),
-            "version": raw["version"], "seed": json.loads(raw["seed"]),
-            "config": json.loads(raw["config"]), "meta": json.loads(raw["meta"]),
-            "log_base": json.loads(raw["log_base"]) if "log_base" in raw else None}
+    try:
+        tensors, info = read_model_file(path, format=(_FORMAT, _FORMAT_V1), where="load_unfolded")
+    except ValueError as exc:
+        raise ValueError(f"{exc} (not an unfolded network file)") from None
+    if info["format"] == _FORMAT_V1:
+        extra = {"n_layers": int(info["n_layers"]), "meta": json.loads(info["meta"]),
+                 "log_base": json.loads(info["log_base"]) if "log_base" in info else None}
+    else:
+        extra = info["extra"]
+    meta = {"architecture": info["architecture"], "n_layers": int(extra["n_layers"]),
+            "version": info["version"], "script": info["script"], "seed": info["seed"],
+            "config": info["config"], "meta": extra.get("meta", {}),
+            "log_base": extra.get("log_base")}
     if model is None:
         return tensors, meta
     if type(model).__name__ != meta["architecture"]:

@@ -16,7 +16,15 @@ import numbers
 import numpy as np
 
 from tikhon._core.arrays import is_torch, join_flat, split_flat, torch_module, vdot
-from tikhon._core.checks import check_choice, check_float_dtype, check_real_floating
+from tikhon._core.checks import (
+    as_real_array,
+    check_choice,
+    check_float_dtype,
+    check_operator,
+    check_positive,
+    check_real,
+    check_real_floating,
+)
 from tikhon._core.arrays import norm as _backend_norm
 
 __all__ = [
@@ -37,7 +45,7 @@ def _as_shape(shape, name):
         shape = (int(shape),)
     try:
         shape = tuple(int(s) for s in shape)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:
         raise TypeError(f"{name} must be a tuple of ints, got {shape!r}") from exc
     if any(s < 0 for s in shape):
         raise ValueError(f"{name} must have non-negative entries, got {shape}")
@@ -66,7 +74,7 @@ class LinearOperator:
     def __init__(self, in_shape, out_shape, dtype=np.float64):
         self.in_shape = _as_shape(in_shape, "in_shape")
         self.out_shape = _as_shape(out_shape, "out_shape")
-        self.dtype = np.dtype(dtype)
+        self.dtype = check_float_dtype(dtype, "dtype", type(self).__name__)
         self._norm_cache = {}
         self._adjoint_op = None
 
@@ -280,6 +288,7 @@ class AdjointOperator(LinearOperator):
     """
 
     def __init__(self, op):
+        check_operator(op, "op", "AdjointOperator")
         super().__init__(op.out_shape, op.in_shape, op.dtype)
         self.op = op
         self._adjoint_op = op
@@ -310,10 +319,12 @@ class Composition(LinearOperator):
     """
 
     def __init__(self, A, B):
+        check_operator(A, "A", "Composition")
+        check_operator(B, "B", "Composition")
         if A.in_shape != B.out_shape:
             raise ValueError(
-                f"cannot compose {A._label()} (in_shape {A.in_shape}) with "
-                f"{B._label()} (out_shape {B.out_shape})"
+                f"Composition: cannot compose A = {A._label()} (in_shape {A.in_shape}) with "
+                f"B = {B._label()} (out_shape {B.out_shape})"
             )
         super().__init__(B.in_shape, A.out_shape, np.result_type(A.dtype, B.dtype))
         self.A, self.B = A, B
@@ -341,10 +352,12 @@ class Sum(LinearOperator):
     """
 
     def __init__(self, A, B):
+        check_operator(A, "A", "Sum")
+        check_operator(B, "B", "Sum")
         if A.in_shape != B.in_shape or A.out_shape != B.out_shape:
             raise ValueError(
-                f"cannot add {A._label()} ({A.in_shape} -> {A.out_shape}) and "
-                f"{B._label()} ({B.in_shape} -> {B.out_shape})"
+                f"Sum: cannot add A = {A._label()} ({A.in_shape} -> {A.out_shape}) and "
+                f"B = {B._label()} ({B.in_shape} -> {B.out_shape}): they need the same in_shape and out_shape"
             )
         super().__init__(A.in_shape, A.out_shape, np.result_type(A.dtype, B.dtype))
         self.A, self.B = A, B
@@ -374,8 +387,9 @@ class Scaled(LinearOperator):
     """
 
     def __init__(self, op, c):
+        check_operator(op, "op", "Scaled")
         super().__init__(op.in_shape, op.out_shape, op.dtype)
-        self.op, self.c = op, float(c)
+        self.op, self.c = op, check_real(c, "c", "Scaled")
 
     def _forward(self, x):
         return self.c * self.op._forward(x)
@@ -409,10 +423,9 @@ class Stacked(LinearOperator):
     def __init__(self, ops):
         ops = list(ops)
         if not ops:
-            raise ValueError("stack needs at least one operator")
+            raise ValueError("stack: ops must hold at least one operator")
         for op in ops:
-            if not isinstance(op, LinearOperator):
-                raise TypeError(f"stack: expected LinearOperators, got {type(op).__name__}")
+            check_operator(op, "each of ops", "stack")
             if op.in_shape != ops[0].in_shape:
                 raise ValueError(
                     f"stack: all operators need the same in_shape; {ops[0]._label()} has "
@@ -539,10 +552,12 @@ def dot_test(A, dtype=None, rng=0, rtol=None, backend="numpy", device="cpu", rai
     >>> bool(err < 1e-12)  # the relative mismatch of <A x, y> and <x, A^T y>
     True
     """
+    check_operator(A, "A", "dot_test")
     dtype = check_float_dtype(A.dtype if dtype is None else dtype, "dtype", "dot_test")
     check_choice(backend, ("numpy", "torch"), "backend", "dot_test")
     if rtol is None:
         rtol = 1e-10 if dtype == np.float64 else 1e-4
+    rtol = check_positive(rtol, "rtol", "dot_test")
     rng = np.random.default_rng(rng)
     x = _random_like(A.in_shape, dtype, rng, backend, device)
     y = _random_like(A.out_shape, dtype, rng, backend, device)
@@ -572,19 +587,19 @@ def aslinearoperator(A):
     """
     from scipy.sparse.linalg import LinearOperator as ScipyLinearOperator
 
+    check_operator(A, "A", "aslinearoperator")
     n_in, n_out = math.prod(A.in_shape), math.prod(A.out_shape)
 
-    def matvec(v):
+    def _real(v, name):
         v = np.asarray(v)
-        if v.dtype not in (np.float32, np.float64):
-            v = v.astype(A.dtype)
-        return A.forward(v.reshape(A.in_shape)).reshape(-1)
+        # ints and bools are converted; complex would lose its imaginary part
+        return v if v.dtype in (np.float32, np.float64) else as_real_array(v, name, "aslinearoperator", A.dtype)
+
+    def matvec(v):
+        return A.forward(_real(v, "x").reshape(A.in_shape)).reshape(-1)
 
     def rmatvec(v):
-        v = np.asarray(v)
-        if v.dtype not in (np.float32, np.float64):
-            v = v.astype(A.dtype)
-        return A.adjoint(v.reshape(A.out_shape)).reshape(-1)
+        return A.adjoint(_real(v, "y").reshape(A.out_shape)).reshape(-1)
 
     return ScipyLinearOperator((n_out, n_in), matvec=matvec, rmatvec=rmatvec, dtype=A.dtype)
 

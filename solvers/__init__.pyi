@@ -14,6 +14,7 @@ from .multinomial import l1_logistic
 from .primal_dual import ChambollePock, chambolle_pock
 from .sobolev_descent import sobolev_fit, white_noise_sobolev_level
 from .splitting import ADMM, admm
+from .volumes import reconstruct_volume
 from .tomography import (
     default_tv_lam,
     fbp_reconstruction,
@@ -22,6 +23,7 @@ from .tomography import (
     tv_problem,
     tv_reconstruction,
 )
+from .sweeps import parameter_sweep
 from .tubal_recovery import t_product, t_transpose, tubal_factorization, tubal_rank, tubal_svd
 
 __all__ = [
@@ -45,7 +47,9 @@ __all__ = [
     "lasso",
     "lasso_moe_path",
     "lasso_path",
+    "parameter_sweep",
     "pilot_wtv_reconstruction",
+    "reconstruct_volume",
     "smooth_functional",
     "sobolev_fit",
     "space_variant_weights",

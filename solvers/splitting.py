@@ -87,7 +87,8 @@ class ADMM(Solver):
         Relative and absolute tolerances, combined into the recorded
         ``criterion`` (see :func:`admm`).
     record_objective : bool
-        Record ``f(x) + g(z)`` at every check.
+        Record ``f(x) + g(z)`` at every check (a ``fixed_step`` one weighted,
+        see :func:`admm`).
     """
 
     name = "admm"
@@ -214,8 +215,23 @@ class ADMM(Solver):
         out = {"primal_residual": r, "dual_residual": sd, "criterion": crit}
         if self.record_objective:
             # g at z (its prox output, so inside its domain), as in [BPC11]
-            out["objective"] = to_float(self.f._call(state.x)) + to_float(self.g._call(state.z))
+            f_weight, g_weight = self._fixed_step_weights(state)
+            out["objective"] = (f_weight * to_float(self.f._call(state.x))
+                                + g_weight * to_float(self.g._call(state.z)))
         return out
+
+    def _fixed_step_weights(self, state):
+        """Weights of ``f`` and ``g`` in the problem ADMM solves when they are ``fixed_step``.
+
+        A fixed-step prox ``prox_g`` used where ADMM takes ``prox_{g/rho}`` is
+        ``prox_{(rho g)/rho}``: the fixed point is stationary for ``rho g``, not
+        ``g``; likewise ``rho f`` (exact x-update) or ``f / mu`` (linearized).
+        """
+        rho = float(state.rho)
+        g_weight = rho if self.g.fixed_step else 1.0
+        if not self.f.fixed_step:
+            return 1.0, g_weight
+        return (rho if self.A is None else 1.0 / float(state.mu)), g_weight
 
     def _absolute_only(self):
         return self.tol == 0 and self.atol > 0
@@ -268,6 +284,11 @@ def admm(f, g, A=None, x0=None, *, rho=1.0, step=None, z0=None, u0=None, tol=1e-
     record_objective : bool
         Record ``f(x) + g(z)`` (one evaluation of each per check; ``z`` rather
         than ``A x`` keeps the value finite for indicator functions ``g``).
+        A ``fixed_step`` functional's prox ignores the step, so ADMM solves
+        the problem with it weighted: the recorded objective is that of the
+        problem actually solved, ``f(x) + rho g(z)`` for a fixed-step ``g``
+        (and ``rho f(x)``, or ``f(x) / mu`` with an operator, for a
+        fixed-step ``f``), at the current ``rho`` and ``mu``.
 
     Returns
     -------

@@ -427,6 +427,8 @@ def space_variant_weights(estimate, eta=None, p=0.5, kind="image", eta_fraction=
     if kind not in ("image", "gradient"):
         raise ValueError(f"{where}: kind must be 'image' or 'gradient', got {kind!r}")
     est = check_finite_array(estimate, "estimate", where)
+    if est.ndim < 1 or 0 in tuple(est.shape):
+        raise ValueError(f"{where}: estimate must be a non-empty image, got shape {tuple(est.shape)}")
     if is_torch(est):
         est = est.detach()
     else:
@@ -502,6 +504,9 @@ def default_tv_lam(y, weighted=False):
 
 def _auto_lam(y, weighted):
     """``(lam, sigma)`` of :func:`default_tv_lam`: the weight and the noise estimate it is built on."""
+    y = check_finite_array(y, "y", "default_tv_lam")
+    if y.ndim != 2 or y.shape[1] < 3:
+        raise ValueError(f"default_tv_lam: y must be a sinogram (n_angles, n_det >= 3), got shape {tuple(y.shape)}")
     sigma = estimate_noise_sigma(y)
     if sigma == 0:
         sigma = 1e-3 * float(np.abs(to_host(y)).max())
@@ -540,6 +545,7 @@ def fbp_reconstruction(A, y):
     """
     if not callable(getattr(A, "fbp", None)):
         raise TypeError(f"fbp_reconstruction: A must have an fbp method (a Radon), got {type(A).__name__}")
+    y = check_finite_array(y, "y", "fbp_reconstruction", shape=A.out_shape)
     t0 = time.perf_counter()
     x = A.fbp(y)
     return Outcome("converged", 0, "fbp_reconstruction: filtered backprojection (direct, no iterations)",
@@ -598,7 +604,7 @@ def pilot_wtv_reconstruction(A, y, lam=None, pilot_lam=None, p=0.5, eta_fraction
     pilot_lam = "auto" if pilot_lam is None else check_nonneg(pilot_lam, "pilot_lam", where)
     lam = "auto" if lam is None else check_nonneg(lam, "lam", where)
     pilot = tv_reconstruction(A, y, pilot_lam, tol=tol, max_iter=max_iter, progress=progress)
-    if pilot.status == "nonfinite":
+    if pilot.status in ("nonfinite", "diverged"):
         return pilot
     w = space_variant_weights(pilot.x, p=p, eta_fraction=eta_fraction)
     res = tv_reconstruction(A, y, lam, weights=w, x0=pilot.x, tol=tol, max_iter=max_iter, progress=progress)

@@ -108,7 +108,8 @@ def t_product(A, B):
     A = _check_tensor(A, "A", "t_product")
     B = _check_tensor(B, "B", "t_product")
     if A.shape[1] != B.shape[0] or A.shape[2] != B.shape[2]:
-        raise ValueError(f"t_product: shapes {A.shape} and {B.shape} do not chain")
+        raise ValueError(f"t_product: A of shape {A.shape} and B of shape {B.shape} do not chain "
+                         "(need A.shape[1] == B.shape[0] and A.shape[2] == B.shape[2])")
     return _t_product(A, B)
 
 

@@ -183,9 +183,16 @@ def test_reconstruct_errors(saved, tmp_path, capsys):
     np.save(tmp_path / "nan.npy", np.full((30, 91), np.nan))
     assert main(["reconstruct", str(tmp_path / "nan.npy"), "--angles", "30"]) == 1
     assert "NaN" in capsys.readouterr().err
+    assert main(["reconstruct", sino, "--angles", "30", "--chunk", "2"]) == 1
+    assert "--chunk: for a 3-D stack only" in capsys.readouterr().err
+    np.save(tmp_path / "4d.npy", np.zeros((2, 2, 30, 91)))
+    assert main(["reconstruct", str(tmp_path / "4d.npy"), "--angles", "30"]) == 1
+    err = capsys.readouterr().err
+    assert "2-D" in err and "3-D stack" in err
+    # a 3-D stack is written to a zarr store, never to the default recon.npy
     np.save(tmp_path / "3d.npy", np.zeros((2, 30, 91)))
     assert main(["reconstruct", str(tmp_path / "3d.npy"), "--angles", "30"]) == 1
-    assert "2-D" in capsys.readouterr().err
+    assert "zarr store" in capsys.readouterr().err
     (tmp_path / "x.png").write_bytes(b"")
     assert main(["reconstruct", str(tmp_path / "x.png"), "--angles", "30"]) == 1
     assert "unsupported" in capsys.readouterr().err
@@ -216,3 +223,86 @@ def test_demo_on_a_torch_device_matches_numpy(tmp_path, capsys):
             table_value(text_np, method, "psnr"), abs=0.05)
     assert main(args[:5] + ["--methods", "fbp", "--out", str(tmp_path / "bad"), "--device", "nonsense"]) == 1
     assert "--device nonsense" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def saved_stack(tmp_path_factory):
+    pytest.importorskip("dask")
+    pytest.importorskip("zarr")
+    from tikhon.data import random_ellipses
+
+    d = tmp_path_factory.mktemp("stack")
+    angles = np.linspace(0, np.pi, 20, endpoint=False)
+    stack = np.stack([simulate_sinogram(random_ellipses(32, rng=i), angles, level=0.01, rng=i)
+                      for i in range(4)])
+    np.save(d / "stack.npy", stack)
+    return d, angles, stack
+
+
+def test_reconstruct_stack_to_zarr_and_resume(saved_stack, capsys):
+    import zarr
+
+    from tikhon.solvers import reconstruct_volume
+
+    d, angles, stack = saved_stack
+    out = d / "fbp.zarr"
+    args = ["reconstruct", str(d / "stack.npy"), "--angles", "20", "--method", "fbp",
+            "--out", str(out), "--chunk", "2", "--quiet"]
+    assert main(args) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert f"saved to {out}" in text and re.search(r"^fbp\s+4\s+4\s+0\s", text, re.M)
+    A = Radon((32, 32), angles, n_det=stack.shape[2])
+    vol = zarr.open_group(str(out), mode="r")["x"][:]
+    np.testing.assert_allclose(vol, np.stack([A.fbp(s) for s in stack]), rtol=1e-10, atol=1e-12)
+    assert main(args) == 0
+    assert "resumed: 2 of 2 blocks" in capsys.readouterr().out
+    # tv on processes, from a zarr input, with the CLI's solver options
+    z = zarr.open_array(str(d / "stack.zarr"), mode="w", shape=stack.shape, dtype=stack.dtype)
+    z[:] = stack
+    out_tv = d / "tv.zarr"
+    assert main(["reconstruct", str(d / "stack.zarr"), "--angles", "20", "--method", "tv",
+                 "--out", str(out_tv), "--scheduler", "processes", "--workers", "2",
+                 "--max-iter", "50", "--tol", "1e-3", "--quiet"]) == 0, capsys.readouterr().err
+    text = capsys.readouterr().out
+    assert "stopped before reaching --tol" in text or re.search(r"^tv\s+4\s+4\s", text, re.M)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = reconstruct_volume(stack, angles, "tv", max_iter=50, tol=1e-3, lam="auto",
+                                 scheduler="synchronous", progress=False)
+    np.testing.assert_allclose(zarr.open_group(str(out_tv), mode="r")["x"][:], ref.x,
+                               rtol=0, atol=1e-6)
+
+
+def test_reconstruct_stack_errors(saved_stack, tmp_path, capsys):
+    d, angles, stack = saved_stack
+    src = str(d / "stack.npy")
+    out = str(tmp_path / "o.zarr")
+    assert main(["reconstruct", src, "--angles", "21", "--out", out]) == 1
+    assert "21 angles given but the stack has 20" in capsys.readouterr().err
+    assert main(["reconstruct", src, "--angles", "20", "--out", out, "--method", "learned"]) == 1
+    assert "not available for a 3-D stack" in capsys.readouterr().err
+    assert main(["reconstruct", src, "--angles", "20", "--out", out, "--transpose"]) == 1
+    assert "--transpose" in capsys.readouterr().err
+    import dask
+
+    with dask.config.set({"distributed.comm.timeouts.connect": "1s"}):
+        assert main(["reconstruct", src, "--angles", "20", "--out", out, "--scheduler",
+                     "tcp://127.0.0.1:1"]) == 1
+    assert "cannot connect" in capsys.readouterr().err
+    np.save(tmp_path / "int.npy", np.zeros((2, 20, 46), dtype=np.int16))
+    assert main(["reconstruct", str(tmp_path / "int.npy"), "--angles", "20", "--out", out]) == 1
+    assert "float32 or float64" in capsys.readouterr().err
+    bad = stack.copy()
+    bad[1, 0, 0] = np.inf
+    np.save(tmp_path / "inf.npy", bad)
+    assert main(["reconstruct", str(tmp_path / "inf.npy"), "--angles", "20", "--out",
+                 str(tmp_path / "inf.zarr"), "--quiet"]) == 1
+    assert "slice 1" in capsys.readouterr().err
+    assert main(["reconstruct", str(tmp_path / "missing.zarr"), "--angles", "20", "--out", out]) == 1
+    assert "not found" in capsys.readouterr().err
+    # a store of other parameters is refused, in one line
+    assert main(["reconstruct", src, "--angles", "20", "--out", out, "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", src, "--angles", "20", "--out", out, "--method", "tv",
+                 "--quiet"]) == 1
+    assert "other parameters" in capsys.readouterr().err

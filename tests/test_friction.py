@@ -266,7 +266,7 @@ def test_no_torch_note_is_said_once(tmp_path):
 def test_image_side_from_detector_count():
     from tikhon.operators.radon import default_n_det
 
-    from tikhon.cli import _size_from_n_det
+    from tikhon.solvers.volumes import image_side as _size_from_n_det
 
     for n in range(16, 301):
         assert _size_from_n_det(default_n_det((n, n))) == n

@@ -4,7 +4,10 @@
 reconstructs it with the requested methods, prints a table of PSNR / SSIM /
 iterations / seconds and saves the reconstructions (``.npy``) and a figure.
 ``tikhon reconstruct`` reconstructs a sinogram stored in a ``.npy``, TIFF,
-``.txt`` (whitespace-separated) or ``.csv`` (comma-separated) file.
+``.txt`` (whitespace-separated) or ``.csv`` (comma-separated) file, or a 3-D
+stack of sinograms (a ``.npy`` file, memory-mapped, or a zarr store) slice by
+slice with :func:`tikhon.solvers.reconstruct_volume` into a zarr store
+(``--out NAME.zarr``, ``--scheduler threads|processes|ADDRESS``).
 
 Methods live in :data:`METHODS`, a dict ``name -> function(A, sinogram, args)
 -> Result`` where ``A`` is the :class:`~tikhon.operators.Radon` operator,
@@ -184,7 +187,7 @@ def _run_methods(names, A, sinogram, args, ref=None):
         if not all_finite(image):
             notes.append(f"{name}: the reconstruction contains NaN or inf values")
             continue
-        if res.status == "nonfinite":
+        if res.status in ("nonfinite", "diverged"):
             notes.append(f"{name}: {res.message}")
             continue
         row = {"method": name, "iterations": int(res.n_iter), "seconds": seconds,
@@ -386,23 +389,6 @@ def _looks_like_text(path):
     return bool(head.strip())
 
 
-def _size_from_n_det(n_det):
-    """The image side whose default detector count (scikit-image's, Radon's) is ``n_det``.
-
-    ``ceil(sqrt(2) n)`` grows by more than one per side, so a count has at most
-    one side; a count one above a side's (odd counts of tikhon 0.1) maps to that
-    side; otherwise the largest side whose diagonal the detector covers.
-    """
-    from tikhon.operators.radon import default_n_det
-
-    guess = int(math.floor(n_det / math.sqrt(2)))
-    for extra in (0, 1):
-        for n in range(max(guess - 2, 1), guess + 3):
-            if default_n_det((n, n)) + extra == n_det:
-                return n
-    return max(guess, 1)
-
-
 # a span this close to 2 pi or below (in the unit given) reads as radians
 _TWO_PI = 2 * math.pi * (1 + 1e-6)
 
@@ -487,6 +473,69 @@ def _check_support(sino, A, circle, size=None):
     )
 
 
+def _read_angles(args):
+    """The angles of ``--angles-file`` or ``--angles``/``--angle-range``, in radians."""
+    if args.angles_file is not None:
+        angles = _load_array(args.angles_file, "angles").ravel()
+        if not all_finite(angles):
+            raise CLIError("the angles file contains NaN or inf values")
+        _check_angles_file(angles, args.degrees, args.angles_file)
+        return np.deg2rad(angles) if args.degrees else angles
+    if args.angle_range > 360:
+        raise CLIError(f"--angle-range must be in (0, 360] degrees, got {args.angle_range}")
+    if args.angle_range <= _TWO_PI:
+        raise CLIError(
+            f"--angle-range is in degrees: {args.angle_range:g} degrees looks like radians "
+            f"({math.degrees(args.angle_range):.4g} degrees); e.g. --angle-range 180"
+        )
+    return np.linspace(0.0, np.deg2rad(args.angle_range), args.angles, endpoint=False)
+
+
+def _image_side(args, n_det):
+    """The image side: ``n_det`` with ``--circle``, else ``--size`` or the side implied by ``n_det``."""
+    from tikhon.solvers.volumes import image_side
+
+    if args.circle:
+        # skimage.transform.radon(image, circle=True): one bin per pixel of the
+        # side, centred on bin n // 2, the image inside its inscribed circle
+        if args.size is not None and args.size != n_det:
+            raise CLIError(f"--circle: the image side is the detector count {n_det}, "
+                           f"got --size {args.size}")
+        return n_det
+    return args.size if args.size is not None else image_side(n_det)
+
+
+def _open_stack(path):
+    """A 3-D stack to reconstruct slice by slice (memory-mapped or zarr), or None for a 2-D sinogram."""
+    path = Path(path)
+    if path.is_dir() or path.suffix.lower() == ".zarr":
+        if not path.exists():
+            raise CLIError(f"sinogram file not found: {path}")
+        try:
+            import zarr
+        except ImportError:
+            raise CLIError(f"reading the zarr store {path} needs zarr: pip install "
+                           "'tikhon[dask]'") from None
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception as exc:
+            raise CLIError(f"cannot read the zarr store {path}: {exc}") from exc
+        if not isinstance(node, zarr.Array):
+            arrays = dict(node.arrays())
+            if "sinograms" not in arrays and len(arrays) != 1:
+                raise CLIError(f"the zarr group {path} holds {sorted(arrays) or 'no arrays'}: "
+                               "name the stack 'sinograms'")
+            node = arrays["sinograms"] if "sinograms" in arrays else next(iter(arrays.values()))
+        return node
+    if path.suffix.lower() == ".npy" and path.is_file():
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except Exception:
+            return None  # _load_array explains what is wrong with the file
+        return arr if arr.ndim == 3 else None
+    return None
+
+
 def _cmd_reconstruct(args):
     from tikhon.operators import Radon
 
@@ -494,6 +543,15 @@ def _cmd_reconstruct(args):
     if len(names) != 1:
         raise CLIError("reconstruct takes exactly one --method")
     name = names[0]
+    stack = _open_stack(args.sinogram)
+    if stack is not None:
+        return _cmd_reconstruct_volume(args, stack, name)
+    given = [opt for opt, value in (("--scheduler", args.scheduler != "threads"),
+                                    ("--workers", args.workers is not None),
+                                    ("--chunk", args.chunk is not None)) if value]
+    if given:
+        raise CLIError(f"{', '.join(given)}: for a 3-D stack only; {args.sinogram} is one 2-D "
+                       "sinogram")
     out = Path(args.out)
     if out.suffix and out.suffix.lower() not in _OUT_SUFFIXES:
         # checked before the solve: a silent out.png.npy surprised users
@@ -501,28 +559,15 @@ def _cmd_reconstruct(args):
                        f"image), not {out.suffix!r}; e.g. --out {out.with_suffix('.npy')}")
     sino = _load_array(args.sinogram, "sinogram")
     if sino.ndim != 2:
-        raise CLIError(f"the sinogram must be a 2-D array (n_angles, n_det), got shape {sino.shape}")
+        raise CLIError(f"the sinogram must be a 2-D array (n_angles, n_det) or a 3-D stack "
+                       f"(n_slices, n_angles, n_det) in a .npy file or a zarr store, got shape "
+                       f"{sino.shape}")
     if args.transpose:
         sino = sino.T
     if not all_finite(sino):
         raise CLIError("the sinogram contains NaN or inf values")
 
-    if args.angles_file is not None:
-        angles = _load_array(args.angles_file, "angles").ravel()
-        if not all_finite(angles):
-            raise CLIError("the angles file contains NaN or inf values")
-        _check_angles_file(angles, args.degrees, args.angles_file)
-        if args.degrees:
-            angles = np.deg2rad(angles)
-    else:
-        if args.angle_range > 360:
-            raise CLIError(f"--angle-range must be in (0, 360] degrees, got {args.angle_range}")
-        if args.angle_range <= _TWO_PI:
-            raise CLIError(
-                f"--angle-range is in degrees: {args.angle_range:g} degrees looks like radians "
-                f"({math.degrees(args.angle_range):.4g} degrees); e.g. --angle-range 180"
-            )
-        angles = np.linspace(0.0, np.deg2rad(args.angle_range), args.angles, endpoint=False)
+    angles = _read_angles(args)
     n_angles, n_det = sino.shape
     if angles.size != n_angles:
         hint = ""
@@ -537,15 +582,7 @@ def _cmd_reconstruct(args):
             f"{angles.size} angles given but the sinogram has {n_angles} rows; the sinogram "
             f"must have shape (n_angles, n_det){hint}"
         )
-    if args.circle:
-        # skimage.transform.radon(image, circle=True): one bin per pixel of the
-        # side, centred on bin n // 2, the image inside its inscribed circle
-        if args.size is not None and args.size != n_det:
-            raise CLIError(f"--circle: the image side is the detector count {n_det}, "
-                           f"got --size {args.size}")
-        size = n_det
-    else:
-        size = args.size if args.size is not None else _size_from_n_det(n_det)
+    size = _image_side(args, n_det)
     A = Radon((size, size), angles, n_det=n_det)
     _check_support(sino, A, args.circle, args.size)
     rows, images, notes = _run_methods([name], A, sino, args)
@@ -575,6 +612,103 @@ def _cmd_reconstruct(args):
     print(f"geometry: {n_angles} angles, {n_det} detector bins, image {size}x{size}, "
           f"scikit-image's {geometry}")
     print(f"reconstruction {image.shape[0]}x{image.shape[1]} saved to {out}")
+    return 0
+
+
+#: The methods that ``tikhon reconstruct`` runs on a 3-D stack (:func:`tikhon.solvers.reconstruct_volume`).
+VOLUME_METHODS = ("fbp", "tv", "wtv")
+_LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
+
+
+def _volume_kwargs(name, args):
+    if name == "fbp":
+        return {}
+    lam = args.lam
+    if name == "tv" and lam is None:
+        lam = "auto"  # each slice's own noise estimate (Result.info["lam"] per slice)
+    return {"lam": lam, **_solver_options(args)}
+
+
+def _cmd_reconstruct_volume(args, stack, name):
+    """``tikhon reconstruct`` on a stack: :func:`tikhon.solvers.reconstruct_volume` into a zarr store."""
+    from tikhon.operators import Radon
+    from tikhon.solvers import reconstruct_volume
+
+    if name not in VOLUME_METHODS:
+        raise CLIError(f"method {name!r} is not available for a 3-D stack; choose one of "
+                       f"{', '.join(VOLUME_METHODS)}")
+    if args.transpose:
+        raise CLIError("--transpose is not supported for a 3-D stack: store it as "
+                       "(n_slices, n_angles, n_det)")
+    if args.device is not None:
+        raise CLIError("--device is not supported for a 3-D stack (the slices run on NumPy "
+                       "with the numba kernels)")
+    out = Path(args.out)
+    if out.suffix.lower() != ".zarr":
+        raise CLIError(f"--out {out}: a 3-D stack is written block by block into a zarr store; "
+                       f"pass --out {out.with_suffix('.zarr')}")
+    if stack.ndim != 3:
+        raise CLIError(f"the stack must be 3-D (n_slices, n_angles, n_det), got shape {stack.shape}")
+    if np.dtype(stack.dtype) not in (np.float32, np.float64):
+        raise CLIError(f"the stack must hold float32 or float64 values, got {stack.dtype}; "
+                       "convert it (e.g. numpy.save(path, stack.astype(numpy.float32)))")
+    n_slices, n_angles, n_det = stack.shape
+    angles = _read_angles(args)
+    if angles.size != n_angles:
+        raise CLIError(f"{angles.size} angles given but the stack has {n_angles} angles per "
+                       f"slice (axis 1 of (n_slices, n_angles, n_det))")
+    size = _image_side(args, n_det)
+    middle = np.asarray(stack[n_slices // 2], dtype=np.float64)
+    if not all_finite(middle):
+        raise CLIError(f"the sinogram of slice {n_slices // 2} contains NaN or inf values")
+    _check_support(middle, Radon((size, size), angles, n_det=n_det), args.circle, args.size)
+
+    client = None
+    scheduler = args.scheduler
+    if scheduler not in _LOCAL_SCHEDULERS:
+        try:
+            from distributed import Client
+        except ImportError:
+            raise CLIError(f"--scheduler {scheduler}: a cluster address needs distributed: "
+                           "pip install 'tikhon[dask]'") from None
+        import dask
+
+        try:
+            client = scheduler = Client(scheduler,
+                                        timeout=dask.config.get("distributed.comm.timeouts.connect"))
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise CLIError(f"--scheduler {args.scheduler}: cannot connect to a Dask scheduler "
+                           f"there ({exc}); use threads, processes or an address such as "
+                           "tcp://host:8786") from exc
+    try:
+        with warnings.catch_warnings():
+            # the table below marks the slices that stopped early
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            res = reconstruct_volume(stack, angles, name, scheduler=scheduler, out=str(out),
+                                     chunk=args.chunk, progress=not args.quiet,
+                                     image_shape=(size, size),
+                                     n_workers=None if client is not None else args.workers,
+                                     **_volume_kwargs(name, args))
+    except TypeError as exc:
+        raise CLIError(str(exc)) from exc
+    finally:
+        if client is not None:
+            client.close()
+    info = res.info
+    n_conv = int(info["converged"].sum())
+    print(f"{'method':<10}{'slices':>8}{'converged':>11}{'iterations':>12}{'seconds':>10}")
+    print(f"{name:<10}{n_slices:>8}{n_conv:>11}{int(info['n_iter'].sum()):>12}{res.elapsed:>10.2f}")
+    if n_conv < n_slices:
+        print(f"{n_slices - n_conv} slices stopped before reaching --tol: {res.message}")
+    if info["blocks_skipped"]:
+        print(f"resumed: {info['blocks_skipped']} of {info['n_blocks']} blocks were already "
+              f"finished in {out}")
+    lam = info["lam"][np.isfinite(info["lam"])]
+    if lam.size:
+        print(f"lam: {lam.min():.4g} to {lam.max():.4g} over the slices")
+    print(f"geometry: {n_angles} angles, {n_det} detector bins, image {size}x{size}")
+    print(f"volume {n_slices}x{size}x{size} saved to {out} (array 'x'; per-slice 'converged', "
+          "'n_iter', 'status', 'lam')")
     return 0
 
 
@@ -649,9 +783,13 @@ def build_parser():
                          "skimage.transform.radon(image, theta, circle=False).T: n_det = "
                          "ceil(sqrt(2) n) bins for an n x n image, centred on bin n_det // 2; "
                          "pass --circle for scikit-image's default circle=True (n_det = n). "
+                         "A 3-D stack (n_slices, n_angles, n_det) in a .npy file or a zarr store "
+                         "is reconstructed slice by slice on Dask into the zarr store --out "
+                         "(tikhon.solvers.reconstruct_volume; a second run resumes it). "
                          "Methods: " + methods_help)
     rec.add_argument("sinogram", metavar="SINOGRAM",
-                     help="sinogram file (.npy, .tif, .tiff, .txt, .csv)")
+                     help="sinogram file (.npy, .tif, .tiff, .txt, .csv), or a 3-D stack "
+                     "(n_slices, n_angles, n_det) in a .npy file or a zarr store")
     group = rec.add_mutually_exclusive_group(required=True)
     group.add_argument("--angles-file", metavar="FILE",
                        help="file with the projection angles (.npy/.txt/.csv; radians unless "
@@ -673,7 +811,15 @@ def build_parser():
                      "scikit-image's circle=False; with --circle, n_det)")
     rec.add_argument("--method", default="fbp", help="reconstruction method (default fbp)")
     rec.add_argument("--out", default="recon.npy",
-                     help="output file (.npy, .tif or .tiff; default recon.npy)")
+                     help="output file (.npy, .tif or .tiff; default recon.npy); for a 3-D "
+                     "stack a zarr store NAME.zarr, resumed when run again")
+    rec.add_argument("--scheduler", default="threads", metavar="SCHEDULER",
+                     help="for a 3-D stack: threads (default), processes, synchronous, or the "
+                     "address of a Dask scheduler (tcp://host:8786)")
+    rec.add_argument("--workers", type=_positive_int, default=None,
+                     help="for a 3-D stack: threads or processes (default: the cores)")
+    rec.add_argument("--chunk", type=_positive_int, default=None,
+                     help="for a 3-D stack: slices per block (task, zarr chunk, unit of resuming)")
     solver_options(rec)
     rec.set_defaults(func=_cmd_reconstruct)
     return parser

@@ -32,6 +32,7 @@ import numpy as np
 
 from tikhon._core.arrays import is_torch, to_host
 from tikhon._core.checks import (
+    as_real_array,
     check_choice,
     check_finite_array,
     check_float_dtype,
@@ -68,7 +69,7 @@ def _image_size(image_shape, where) -> int:
 
 
 def _check_ellipses(ellipses, where) -> np.ndarray:
-    e = np.asarray(ellipses, dtype=np.float64)
+    e = as_real_array(ellipses, "ellipses", where)
     if e.ndim == 1 and e.size == 6:
         e = e[None, :]
     if e.ndim != 2 or e.shape[1] != 6:
@@ -595,7 +596,7 @@ def estimate_noise_sigma(sinogram):
     >>> round(estimate_noise_sigma(noisy), 1)  # the true std is 1.0
     1.1
     """
-    y = to_host(sinogram)
+    y = check_finite_array(to_host(sinogram), "sinogram", "estimate_noise_sigma")
     if y.ndim != 2 or y.shape[1] < 3:
         raise ValueError(f"estimate_noise_sigma: sinogram must be (n_angles, n_det >= 3), got shape {y.shape}")
     d = y[:, 2:] - 2.0 * y[:, 1:-1] + y[:, :-2]

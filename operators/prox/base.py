@@ -25,7 +25,7 @@ from tikhon._core.arrays import (
     torch_module,
     vdot,
 )
-from tikhon._core.checks import check_real_floating, check_step
+from tikhon._core.checks import check_functional, check_nonneg, check_real_floating, check_step
 
 __all__ = ["Functional", "ScaledFunctional", "ShiftedFunctional", "Conjugate", "SeparableSum", "separable_sum"]
 
@@ -67,6 +67,29 @@ def scalar_tau(tau, where):
     return lo
 
 
+def check_broadcasts_to(x, p, name, where):
+    """Refuse an input ``x`` that the parameter ``p`` (data, a shift) does not broadcast to.
+
+    Broadcasting the other way would silently return an output of ``p``'s
+    shape for a smaller ``x`` (a 0-d ``x``, an empty one): the error names
+    both shapes.
+    """
+    shape = tuple(getattr(p, "shape", ()))
+    try:
+        ok = np.broadcast_shapes(tuple(x.shape), shape) == tuple(x.shape)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(f"{where}: x has shape {tuple(x.shape)}, but {name} has shape {shape}")
+    return x
+
+
+def _wrapped_check(f, x, where):
+    """The input check of a wrapped functional (a duck-typed one may have none)."""
+    check = getattr(f, "_check_input", None)
+    return x if check is None else check(x, where)
+
+
 def _scale_factor(c):
     """A functional's scale: a float ``>= 0``, or a 0-d tensor (a learnable weight, graph kept)."""
     if is_torch(c):
@@ -74,7 +97,7 @@ def _scale_factor(c):
             raise ValueError(f"a functional can only be scaled by a scalar, got a tensor of shape {tuple(c.shape)}")
         value = float(c.detach())
     else:
-        c = value = float(c)
+        c = value = check_nonneg(c, "c", "a functional scaled by c")
     if not (math.isfinite(value) and value >= 0):
         raise ValueError(f"a functional can only be scaled by a finite c >= 0, got {value!r}")
     return c, value
@@ -115,6 +138,9 @@ class Functional:
     strong_convexity = 0.0
     fixed_step = False
     grad_with_value = False
+    #: the prox factorises its input (an SVD): NaN or inf would fail inside LAPACK
+    #: ("SVD did not converge"), so :meth:`prox` refuses them naming ``x``
+    finite_input = False
 
     # -- to implement ---------------------------------------------------------
     def _call(self, x):
@@ -134,9 +160,17 @@ class Functional:
         return self._call(x), self._grad(x)
 
     # -- public ---------------------------------------------------------------
+    def _check_input(self, x, where):
+        """``x`` when this functional's own parameters apply to it (default: any shape)."""
+        return x
+
     def __call__(self, x):
         """Value ``f(x)`` as a float (``inf`` outside the domain)."""
-        x = check_real_floating(x, "x", f"{self._label()}.__call__")
+        x = self._check_input(check_real_floating(x, "x", f"{self._label()}.__call__"),
+                              f"{self._label()}.__call__")
+        if self.finite_input and not all_finite(x):
+            # f(x) is nan for a NaN input; an SVD cannot be asked for it
+            return math.nan
         return to_float(self._call(x))
 
     def prox(self, x, tau=1.0):
@@ -154,15 +188,17 @@ class Functional:
         array or tensor of the same type, shape and dtype as ``x``.
         """
         where = f"{self._label()}.prox"
-        x = check_real_floating(x, "x", where)
+        x = self._check_input(check_real_floating(x, "x", where), where)
         tau = check_step(tau, where)
+        if self.finite_input and not all_finite(x):
+            raise ValueError(f"{where}: x contains NaN or inf")
         return self._prox(x, tau)
 
     def grad(self, x):
         """Gradient of a smooth functional."""
         if not self.is_smooth:
             raise NotImplementedError(f"{self._label()} is not smooth: use its prox")
-        x = check_real_floating(x, "x", f"{self._label()}.grad")
+        x = self._check_input(check_real_floating(x, "x", f"{self._label()}.grad"), f"{self._label()}.grad")
         return self._grad(x)
 
     def value_and_grad(self, x):
@@ -174,7 +210,8 @@ class Functional:
         """
         if not self.is_smooth:
             raise NotImplementedError(f"{self._label()} is not smooth: use its prox")
-        x = check_real_floating(x, "x", f"{self._label()}.value_and_grad")
+        x = self._check_input(check_real_floating(x, "x", f"{self._label()}.value_and_grad"),
+                              f"{self._label()}.value_and_grad")
         value, grad = self._value_and_grad(x)
         return (value if is_torch(value) else float(value)), grad
 
@@ -218,6 +255,7 @@ class ScaledFunctional(Functional):
     """
 
     def __init__(self, f, c):
+        check_functional(f, "f", "ScaledFunctional")
         c, value = _scale_factor(c)
         if f.fixed_step:
             raise ValueError(
@@ -230,6 +268,10 @@ class ScaledFunctional(Functional):
         self.grad_with_value = f.grad_with_value
         self.lipschitz = None if f.lipschitz is None else value * f.lipschitz
         self.strong_convexity = value * f.strong_convexity
+        self.finite_input = getattr(f, "finite_input", False)
+
+    def _check_input(self, x, where):
+        return _wrapped_check(self.f, x, where)
 
     def _call(self, x):
         if self._zero:
@@ -329,6 +371,10 @@ class ShiftedFunctional(Functional):
         self.lipschitz = f.lipschitz
         self.strong_convexity = f.strong_convexity
         self.fixed_step = f.fixed_step
+        self.finite_input = getattr(f, "finite_input", False)
+
+    def _check_input(self, x, where):
+        return _wrapped_check(self.f, check_broadcasts_to(x, self.b, "the shift b", where), where)
 
     def _call(self, x):
         return self.f._call(x - self._b.get(x))
@@ -358,6 +404,7 @@ class Conjugate(Functional):
     """
 
     def __init__(self, f):
+        check_functional(f, "f", "Conjugate")
         if not f.is_convex:
             raise ValueError(f"the Moreau identity needs a convex functional; {f._label()} is not")
         if f.fixed_step:
@@ -367,10 +414,15 @@ class Conjugate(Functional):
         self.is_smooth = f.strong_convexity > 0
         self.lipschitz = 1.0 / f.strong_convexity if f.strong_convexity > 0 else None
         self.strong_convexity = 1.0 / f.lipschitz if (f.is_smooth and f.lipschitz) else 0.0
+        # the conjugate's prox goes through f's (Moreau)
+        self.finite_input = getattr(f, "finite_input", False)
 
     @property
     def conj(self):
         return self.f
+
+    def _check_input(self, x, where):
+        return _wrapped_check(self.f, x, where)
 
     def _call(self, x):
         return self.f._conj_call(x)

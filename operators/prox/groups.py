@@ -278,7 +278,10 @@ class SumOfNorms(Functional):
     def __init__(self, groups, weights=None):
         if is_torch(groups):
             groups = to_numpy(groups)
-        g = np.asarray(groups)
+        try:
+            g = np.asarray(groups)
+        except ValueError:
+            raise ValueError("SumOfNorms: groups must be a rectangular integer array (one label per entry)") from None
         if g.dtype.kind not in "iu":
             raise TypeError(f"SumOfNorms: groups must be an integer array, got dtype {g.dtype}")
         if g.size and g.min() < -1:

@@ -8,7 +8,7 @@ import numpy as np
 
 from tikhon._core.arrays import ParamCache, as_like, is_torch, sum_value, torch_module, xp_sqrt, xp_where
 from tikhon._core.checks import check_param
-from tikhon.operators.prox.base import indicator_tol
+from tikhon.operators.prox.base import check_broadcasts_to, indicator_tol
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["KullbackLeibler"]
@@ -55,6 +55,9 @@ class KullbackLeibler(Functional):
         self.background = check_param(background, "background", "KullbackLeibler", nonneg=True)
         self._b = ParamCache(self.b)
         self._r = ParamCache(self.background)
+
+    def _check_input(self, x, where):
+        return check_broadcasts_to(x, self.b, "b", where)
 
     def _parts(self, x):
         b, r = self._b.get(x), self._r.get(x)

@@ -32,6 +32,8 @@ class NuclearNorm(Functional):
     is the indicator of the unit spectral-norm ball, :math:`\sigma_{\max}(Y) \le 1`.
     """
 
+    finite_input = True
+
     @staticmethod
     def _check(x, where):
         if x.ndim < 2:

@@ -7,9 +7,9 @@ import math
 import numpy as np
 
 from tikhon._core.arrays import ParamCache, as_like, copy, dot_value, is_torch, sum_value, torch_module, vdot, xp_where
-from tikhon._core.checks import check_param, check_positive_int
+from tikhon._core.checks import check_param, check_positive_int, check_shape
 from tikhon._core.loop import warn_at_caller
-from tikhon.operators.prox.base import indicator_tol
+from tikhon.operators.prox.base import check_broadcasts_to, indicator_tol
 from tikhon.operators.prox.base import Functional
 
 __all__ = ["SquaredL2", "Huber"]
@@ -64,6 +64,11 @@ class SquaredL2(Functional):
         self._b = ParamCache(self.b)
         self.strong_convexity = 1.0 if op is None else 0.0
         self._lip = 1.0 if op is None else None
+
+    def _check_input(self, x, where):
+        if self.op is not None:
+            return check_shape(x, self.op.in_shape, "x", where)
+        return x if self.b is None else check_broadcasts_to(x, self.b, "b", where)
 
     @property
     def lipschitz(self):

@@ -145,19 +145,20 @@ class Oblique(Functional):
         if is_torch(x):
             torch = torch_module()
             m = x.abs().amax(dim=axis, keepdim=True)
-            y = x / torch.where(m > 0, m, torch.ones_like(m))
+            # m != 0 rather than m > 0: a NaN slice stays NaN instead of going to e_1
+            y = x / torch.where(m != 0, m, torch.ones_like(m))
             n = torch.linalg.vector_norm(y, dim=axis, keepdim=True)
             e1 = torch.zeros_like(x)
             e1.narrow(axis, 0, 1).fill_(1)
-            return torch.where(m > 0, y / torch.where(m > 0, n, torch.ones_like(n)), e1)
+            return torch.where(m != 0, y / torch.where(m != 0, n, torch.ones_like(n)), e1)
         m = np.abs(x).max(axis=axis, keepdims=True)
-        y = x / np.where(m > 0, m, 1).astype(x.dtype)
+        y = x / np.where(m != 0, m, 1).astype(x.dtype)
         n = np.linalg.norm(y, axis=axis, keepdims=True)
         e1 = np.zeros_like(x)
         idx = [slice(None)] * x.ndim
         idx[axis] = 0
         e1[tuple(idx)] = 1
-        return np.where(m > 0, y / np.where(m > 0, n, 1), e1).astype(x.dtype, copy=False)
+        return np.where(m != 0, y / np.where(m != 0, n, 1), e1).astype(x.dtype, copy=False)
 
     def __repr__(self):
         return f"Oblique(axis={self.axis})"
@@ -188,6 +189,8 @@ class SpectralBall(Functional):
     array([[1. , 0. ],
            [0. , 0.5]])
     """
+
+    finite_input = True
 
     def __init__(self, radius=1.0):
         self.radius = check_positive(radius, "radius", "SpectralBall")
@@ -235,6 +238,8 @@ class Stiefel(Functional):
     array([[1., 0.],
            [0., 1.]])
     """
+
+    finite_input = True
 
     is_convex = False
 

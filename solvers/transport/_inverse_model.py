@@ -54,6 +54,8 @@ def float_array(x, name, ndim, spec, nonneg=False):
     x = check_finite_array(x, name, _WHERE, nonneg=nonneg)
     if x.ndim != ndim:
         raise ValueError(f"{_WHERE}: {name} must be {ndim}-D, got shape {tuple(x.shape)}")
+    if 0 in tuple(x.shape):
+        raise ValueError(f"{_WHERE}: {name} is empty (shape {tuple(x.shape)})")
     if spec is not None:
         # an argmin is not differentiated through its iterations: no graph
         return x.detach().to(dtype=spec[0], device=spec[1])

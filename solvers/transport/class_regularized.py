@@ -26,6 +26,7 @@ import numpy as np
 
 from tikhon._core.arrays import all_finite, backend_of, is_torch, torch_module
 from tikhon._core.checks import (
+    as_real_array,
     check_callable,
     check_choice,
     check_finite_array,
@@ -62,7 +63,7 @@ def class_regularizer(P, source_classes):
     -------
     float
     """
-    P = np.asarray(P, dtype=np.float64)
+    P = check_finite_array(as_real_array(P, "P", "class_regularizer"), "P", "class_regularizer")
     labels = np.asarray(source_classes)
     if P.ndim != 2 or labels.shape != (P.shape[0],):
         raise ValueError("class_regularizer: P must be (n, m) and source_classes of length n")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from tikhon._core.arrays import backend_of, is_torch, torch_module
-from tikhon._core.checks import check_choice, check_positive
+from tikhon._core.checks import as_real_array, check_choice, check_finite_array, check_positive
 from tikhon.solvers.transport.balanced import sinkhorn
 
 __all__ = ["sinkhorn_divergence"]
@@ -19,10 +19,10 @@ def _cost_matrix(X, Y, cost):
             return cost(X, Y)
         D = torch_module().cdist(X, Y)
         return D * D if cost == "sqeuclidean" else D
-    X = np.asarray(X, dtype=np.float64)
-    Y = np.asarray(Y, dtype=np.float64)
+    X = as_real_array(X, "X", _NAME)
+    Y = as_real_array(Y, "Y", _NAME)
     if callable(cost):
-        return np.asarray(cost(X, Y), dtype=np.float64)
+        return as_real_array(cost(X, Y), "cost(X, Y)", _NAME)
     D2 = (X * X).sum(1)[:, None] + (Y * Y).sum(1)[None, :] - 2.0 * X @ Y.T
     np.maximum(D2, 0.0, out=D2)
     return D2 if cost == "sqeuclidean" else np.sqrt(D2)
@@ -63,6 +63,8 @@ def sinkhorn_divergence(X, Y, eps, a=None, b=None, cost="sqeuclidean", *, loss="
     check_choice(loss, ("entropic", "cost"), "loss", _NAME)
     if not callable(cost):
         check_choice(cost, ("sqeuclidean", "euclidean"), "cost", _NAME)
+    X, Y = (check_finite_array(Z if is_torch(Z) else as_real_array(Z, name, _NAME), name, _NAME)
+            for name, Z in (("X", X), ("Y", Y)))
     for name, Z in (("X", X), ("Y", Y)):
         if Z.ndim != 2:
             raise ValueError(f"{_NAME}: {name} must be 2-D (points x dimensions), got shape {tuple(Z.shape)}")

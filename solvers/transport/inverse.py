@@ -15,7 +15,7 @@ import dataclasses
 import numpy as np
 
 from tikhon._core.arrays import copy, is_torch, torch_module, xp_maximum0, xp_sign, xp_where
-from tikhon._core.checks import check_nonneg, check_tolerance
+from tikhon._core.checks import as_real_array, check_nonneg, check_tolerance
 from tikhon._core.loop import run
 from tikhon.operators.prox import L1, smooth_functional
 from tikhon.solvers.first_order import ProximalGradient
@@ -61,10 +61,11 @@ def _scalars(value, name):
     if is_torch(value):
         # parameters, not iterates: read once, before the iterations
         return [float(v) for v in value.detach().reshape(-1)]
-    try:
-        return np.atleast_1d(np.asarray(value, dtype=float)).ravel().tolist()
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{_WHERE}: {name} must be a number or a sequence of numbers, got {value!r}") from exc
+    # as_real_array refuses strings and complex numbers, which float() would convert or truncate
+    arr = as_real_array(value, name, _WHERE)
+    if np.asarray(value).dtype == bool:
+        raise TypeError(f"{_WHERE}: {name} must be a number or a sequence of numbers, got {value!r}")
+    return np.atleast_1d(arr).ravel().tolist()
 
 
 def inverse_ot(

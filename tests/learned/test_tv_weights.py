@@ -66,24 +66,25 @@ def test_deterministic_init_and_predict():
 def test_save_load_roundtrip(tmp_path):
     torch.manual_seed(0)
     net = TVWeightNet(width=4)
-    path = tmp_path / "net.pt"
-    save_weights(net, path, meta={"beta": 1.0})
-    # a plain dict of tensors and strings: loads without pickle
-    payload = torch.load(path, weights_only=True)
-    assert set(payload) == {"state_dict", "meta"}
+    path = tmp_path / "net.safetensors"
+    save_weights(net, path, meta={"beta": 1.0, "seed": 3})
+    # safetensors: tensors and a JSON header, no pickle
+    from safetensors.torch import load_file
+
+    assert set(load_file(path)) == set(net.state_dict())
     loaded = load_weights(path)
     x = torch.randn(1, 1, 16, 16)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), net.eval()(x))
-    assert loaded.meta["beta"] == "1.0"
+    assert loaded.meta["beta"] == 1.0 and loaded.meta["seed"] == 3 and loaded.meta["width"] == 4
     with pytest.raises(FileNotFoundError):
-        load_weights(tmp_path / "missing.pt")
+        load_weights(tmp_path / "missing.safetensors")
 
 
 def test_committed_weights_load_and_help():
     assert DEFAULT_WEIGHTS.is_file()
     assert DEFAULT_WEIGHTS.stat().st_size < 5e6
-    torch.load(DEFAULT_WEIGHTS, weights_only=True)
+    assert DEFAULT_WEIGHTS.suffix == ".safetensors"
     net = TVWeightNet.pretrained()
     # held-out phantoms from the training distribution (128 px, 20-60 views)
     fbp, truth = make_training_set(2, size=128, angles=(20, 60), rng=123)

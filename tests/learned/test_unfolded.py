@@ -265,7 +265,7 @@ def test_save_load_round_trip(tmp_path):
     # plain safetensors: an 8-byte header length, then JSON, then raw tensor bytes
     raw = path.read_bytes()
     header = json.loads(raw[8:8 + int.from_bytes(raw[:8], "little")])
-    assert header["__metadata__"]["format"] == "tikhon-unfolded/1"
+    assert header["__metadata__"]["format"] == "tikhon-unfolded/2"
     with pytest.raises(ValueError, match="n_layers|layers"):
         load_unfolded(path, UnfoldedIHT(A, 0.05, 3, learn=("step", "threshold")))
     with pytest.raises(ValueError, match="UnfoldedISTA"):

@@ -361,21 +361,42 @@ def test_fused_kernels_match_generic_prox(opt_name, case):
 
 
 def test_adam_metric_l21_group_heuristic_formula():
-    # L21 under the Adam metric: the group step is lr * lam / mean_group(sqrt(v_hat) + eps)
+    # L21 under the Adam metric: the group step is lr * lam / (sqrt(mean_group v_hat) + eps),
+    # Adam's denominator at the group's mean second moment (RMS). Three steps; Adam's state
+    # must not be touched by the hook.
     torch.manual_seed(0)
     w = torch.nn.Parameter(torch.randn(4, 6, dtype=torch.float64))
-    ref = torch.nn.Parameter(w.detach().clone())
-    o, oref = torch.optim.Adam([w], lr=0.1, eps=1e-2), torch.optim.Adam([ref], lr=0.1, eps=1e-2)
+    o = torch.optim.Adam([w], lr=0.1, eps=1e-2)
     attach_prox(o, ProxRule(L21(axis=1), 0.4, [w]))
-    grad = torch.randn(4, 6, dtype=torch.float64) * torch.linspace(0.1, 2, 6)
-    w.grad, ref.grad = grad.clone(), grad.clone()
-    o.step()
-    oref.step()
-    v_hat = oref.state[ref]["exp_avg_sq"] / (1 - 0.999)
-    tau = 0.1 * 0.4 / (v_hat.sqrt() + 1e-2).mean(dim=1, keepdim=True)
-    x = ref.detach()
-    n = x.norm(dim=1, keepdim=True)
-    torch.testing.assert_close(w.detach(), x * torch.clamp(1 - tau / n, min=0), rtol=0, atol=1e-13)
+    ref = torch.nn.Parameter(w.detach().clone())
+    oref = torch.optim.Adam([ref], lr=0.1, eps=1e-2)
+    for k in range(3):
+        grad = torch.randn(4, 6, dtype=torch.float64) * torch.linspace(0.1, 2, 6)
+        w.grad, ref.grad = grad.clone(), grad.clone()
+        o.step()
+        oref.step()
+        torch.testing.assert_close(o.state[w]["exp_avg_sq"], oref.state[ref]["exp_avg_sq"], rtol=0, atol=0)
+        v_hat = oref.state[ref]["exp_avg_sq"] / (1 - 0.999 ** (k + 1))
+        tau = 0.1 * 0.4 / (v_hat.mean(dim=1, keepdim=True).sqrt() + 1e-2)
+        with torch.no_grad():
+            n = ref.norm(dim=1, keepdim=True)
+            ref.mul_(torch.clamp(1 - tau / n, min=0))
+        torch.testing.assert_close(w.detach(), ref.detach(), rtol=0, atol=1e-13)
+
+
+def test_adam_metric_l21_rms_rule_shrinks_less_than_the_mean_denominator():
+    # a group whose v_hat varies (1e-6 x3, 1): sqrt(mean v) = 0.50000 > mean(sqrt v) = 0.25075,
+    # so the RMS rule's group step, and its shrinkage, is about half the mean denominator's
+    # (the documented price of the RMS rule: weaker group sparsity)
+    w = torch.nn.Parameter(torch.tensor([[3.0, 0.0, 0.0, 0.0]], dtype=torch.float64))
+    o = torch.optim.Adam([w], lr=1.0, betas=(0.0, 0.0), eps=0.0)
+    attach_prox(o, ProxRule(L21(axis=1), 0.1, [w]))
+    w.grad = torch.tensor([[1.0, 1e-3, 1e-3, 1e-3]], dtype=torch.float64)
+    o.step()  # beta1 = beta2 = 0: m = g, v = g^2, the Adam step is -sign(g)
+    x = torch.tensor([[2.0, -1.0, -1.0, -1.0]], dtype=torch.float64)
+    tau_rms, tau_mean = 0.1 / float(torch.tensor([1.0, 1e-6, 1e-6, 1e-6], dtype=torch.float64).mean().sqrt()), 0.1 / 0.25075
+    torch.testing.assert_close(w.detach(), x * (1 - tau_rms / x.norm()), rtol=0, atol=1e-12)
+    assert float(w.norm()) > float((x * (1 - tau_mean / x.norm())).norm())
 
 
 @pytest.mark.parametrize("opt_name", ["sgd", "adam"])
@@ -392,8 +413,8 @@ def test_nuclear_norm_rule_is_singular_value_thresholding(opt_name):
     oref.step()
     if opt_name == "sgd":
         tau = 0.2 * 6.0
-    else:  # the heuristic: the step at the parameter's mean Adam denominator
-        tau = 0.2 * 6.0 / float((oref.state[ref]["exp_avg_sq"] / (1 - 0.999)).sqrt().add(1e-8).mean())
+    else:  # the heuristic: the step at Adam's denominator of the parameter's mean second moment
+        tau = 0.2 * 6.0 / (float((oref.state[ref]["exp_avg_sq"] / (1 - 0.999)).mean()) ** 0.5 + 1e-8)
     u, s, vh = torch.linalg.svd(ref.detach(), full_matrices=False)
     expected = (u * torch.clamp(s - tau, min=0)) @ vh
     torch.testing.assert_close(w.detach(), expected, rtol=0, atol=1e-12)

@@ -213,7 +213,8 @@ def test_unconverged_warns_and_divergence_stops():
         res = sobolev_fit(A, y, -1.0, stop="none", max_iter=5)
     assert res.status == "max_iter"
     res = sobolev_fit(A, y, 0.0, stop="none", step=50.0, max_iter=2000)
-    assert res.status == "nonfinite"
+    # the objective grows geometrically: stopped long before it overflows
+    assert res.status == "diverged" and res.n_iter < 100, res.message
     # the discrepancy is never met below the noise-free residual: max_iter and a warning
     with pytest.warns(ConvergenceWarning):
         res = sobolev_fit(A, y, 0.0, noise_level=1e-9, max_iter=10)

@@ -104,7 +104,7 @@ def test_status_and_converged_must_agree():
     with pytest.raises(ValueError, match="status"):
         Result(x=None, converged=True, n_iter=1, message="", status="max_iter")
     with pytest.raises(ValueError, match="status"):
-        Result(x=None, converged=False, n_iter=1, message="", status="diverged")
+        Result(x=None, converged=False, n_iter=1, message="", status="exploded")
 
 
 def test_nonneg_tv_state_is_the_pdhg_state():

@@ -211,7 +211,7 @@ def test_status_warning_and_divergence(sensing):
         res = tubal_factorization(M, y, rank=10, init_scale=1e-3, rng=0, max_iter=5)
     assert res.status == "max_iter"
     res = tubal_factorization(M, y, rank=10, init_scale=1.0, rng=0, step=50.0, max_iter=500, check_every=1)
-    assert res.status == "nonfinite"
+    assert res.status in ("diverged", "nonfinite") and not res.converged, res.message
     res = tubal_factorization(M, y, rank=10, init_scale=1e-6, rng=0, max_iter=3000, tol=1e-3)
     assert res.status == "converged" and res.history["residual"][-1] <= 1e-3
     assert res.n_iter < 3000

@@ -17,6 +17,8 @@ from tikhon._core.arrays import FLOAT_DTYPES, all_finite, is_torch, torch_module
 __all__ = [
     "MASS_RTOL",
     "check_real_floating",
+    "as_real_array",
+    "check_operator",
     "check_finite_array",
     "check_shape",
     "check_real",
@@ -69,6 +71,38 @@ def check_real_floating(x, name, where):
             " (convert with .astype(np.float64))"
         )
     return x
+
+
+def as_real_array(x, name, where, dtype=np.float64):
+    """``x`` (a real numeric array-like: float, int, uint or bool) as a NumPy array of ``dtype``.
+
+    For inputs whose values, not their dtype, matter (phantom parameters,
+    training sets, plans): a complex array would lose its imaginary part and
+    a ragged list would fail inside NumPy, so both are refused naming the
+    argument. torch tensors are copied to the host.
+    """
+    if is_torch(x):
+        x = x.detach().cpu().numpy()
+    try:
+        arr = np.asarray(x)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {name} is not a rectangular array ({exc})") from None
+    if arr.dtype.kind == "O":
+        try:
+            arr = arr.astype(np.float64)
+        except (TypeError, ValueError):
+            raise TypeError(f"{where}: {name} must be a real numeric array, got dtype object") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{where}: {name} must be a real numeric array, got dtype {arr.dtype}")
+    return arr.astype(dtype, copy=False)
+
+
+def check_operator(op, name, where):
+    """``op`` when it is a tikhon ``LinearOperator`` (anything with shapes and ``_forward``/``_adjoint``)."""
+    # duck-typed: this package imports nothing of tikhon's layers
+    if not all(hasattr(op, a) for a in ("in_shape", "out_shape", "_forward", "_adjoint")):
+        raise TypeError(f"{where}: {name} must be a tikhon LinearOperator, got {type(op).__name__}")
+    return op
 
 
 def check_shape(x, shape, name, where):

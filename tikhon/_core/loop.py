@@ -41,7 +41,19 @@ import numpy as np
 from tikhon._core.checks import check_callable, check_positive_int, check_tolerance
 from tikhon._core.result import Result
 
-__all__ = ["ConvergenceWarning", "State", "Solver", "Outcome", "run", "warn_at_caller", "warn_unconverged"]
+__all__ = ["ConvergenceWarning", "DIVERGENCE_FACTOR", "State", "Solver", "Outcome", "run",
+           "warn_at_caller", "warn_unconverged"]
+
+#: A run stops with status ``"diverged"`` when, at a check, the recorded
+#: ``objective`` (every objective a solver records is one it minimises) exceeds
+#: its first nonzero finite recorded value ``F0`` by more than
+#: ``DIVERGENCE_FACTOR * |F0|``. A convergent method never raises its objective
+#: by eight orders of magnitude; a too-large step does so geometrically, long
+#: before the iterates overflow to inf. The criterion is not watched: a staged
+#: method's criterion may legitimately start at rounding level (Sinkhorn's
+#: first marginal error at a large eps) and rise by more than that at the next
+#: stage.
+DIVERGENCE_FACTOR = 1e8
 
 
 class ConvergenceWarning(UserWarning):
@@ -148,6 +160,25 @@ def _is_nan(value):
     return isinstance(value, float) and math.isnan(value)
 
 
+class _DivergenceWatch:
+    """Remembers the first objective; tells when it grew by orders of magnitude."""
+
+    def __init__(self):
+        self.objective0 = None
+
+    def check(self, record):
+        """The description of the growth that makes ``record`` diverged, or None."""
+        F = record.get("objective")
+        if F is None or not math.isfinite(F):
+            return None
+        if self.objective0 is None:
+            if F != 0.0:
+                self.objective0 = F
+        elif F - self.objective0 > DIVERGENCE_FACTOR * abs(self.objective0):
+            return f"objective {F:.3g}, first recorded {self.objective0:.3g}"
+        return None
+
+
 def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_every=1,
         hyper=None, warn=True):
     """Run ``solver.step`` from ``state`` until the tolerance, ``max_iter``, NaN or the callback.
@@ -180,7 +211,9 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
     state, Outcome
         ``Outcome.status`` is ``"converged"``, ``"max_iter"``, ``"nonfinite"``
         (NaN in a record, or a non-finite criterion: the iterates diverged or
-        the input is invalid) or ``"callback"``.
+        the input is invalid), ``"diverged"`` (the recorded objective grew by
+        more than ``DIVERGENCE_FACTOR`` times its first value, see there) or
+        ``"callback"``.
     """
     name = solver.name
     criterion = solver.criterion
@@ -201,6 +234,7 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
     message = None
     last = math.nan
     n_iter = 0
+    watch = _DivergenceWatch()
     try:
         for k in range(1, max_iter + 1):
             state = solver.step(state, **hyper)
@@ -220,6 +254,12 @@ def run(solver, state, *, tol, max_iter, callback=None, progress=False, check_ev
                     status = "nonfinite"
                     message = (f"{name}: stopped at iteration {k}: non-finite {', '.join(bad)} "
                                "(the iterates diverged or the input is invalid)")
+                    break
+                grown = watch.check(record)
+                if grown is not None:
+                    status = "diverged"
+                    message = (f"{name}: diverged at iteration {k}: {grown} (grew by more than "
+                               f"{DIVERGENCE_FACTOR:.0e}x; is a step size too large?)")
                     break
                 if bar is not None:
                     bar.set_postfix({criterion: f"{last:.2e}"}, refresh=False)

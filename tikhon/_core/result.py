@@ -8,8 +8,10 @@ from typing import Any
 __all__ = ["Result", "STATUSES"]
 
 #: Why a solver stopped: the tolerance was met, the iteration budget ran out,
-#: a monitored value became NaN or inf, or the callback asked to stop.
-STATUSES = ("converged", "max_iter", "nonfinite", "callback")
+#: a monitored value became NaN or inf, the objective grew by orders of
+#: magnitude (``tikhon._core.loop.DIVERGENCE_FACTOR``), or the callback asked
+#: to stop.
+STATUSES = ("converged", "max_iter", "nonfinite", "diverged", "callback")
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,12 @@ class Result:
         Dual variables, where the method has them.
     info : dict
         Method-specific extras (e.g. potentials, cost, final criterion value).
-    status : {"converged", "max_iter", "nonfinite", "callback"}
-        Why the solver stopped.
+    status : {"converged", "max_iter", "nonfinite", "diverged", "callback"}
+        Why the solver stopped: ``"nonfinite"`` when a monitored value became
+        NaN (or the criterion inf); ``"diverged"`` when, at a check, the
+        recorded objective rose above its first nonzero recorded value ``F0``
+        by more than ``1e8 |F0|`` (the iterates blow up, typically a step
+        size too large for the problem).
     """
 
     x: Any
