@@ -70,3 +70,21 @@ def bcirc(A):
 def unfold(X):
     """The frontal slices of a third-order tensor stacked vertically (``unfold`` of the t-product)."""
     return np.concatenate([X[:, :, k] for k in range(X.shape[2])], axis=0)
+
+
+def randomise_icnn(net, seed, scale=0.5):
+    """Non-trivial float64 weights for an ``ICNN``: the non-negative ones ``|N(0, scale)|``, the others N(0, 1).
+
+    The network's own initialisation keeps the hidden weights tiny, where
+    curvature tests see an almost affine potential.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    net.double()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
+        for w in net.nonneg_parameters():
+            w.copy_(scale * torch.randn(w.shape, generator=gen, dtype=w.dtype).abs())
+    return net.eval()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from tikhon._core.arrays import ParamCache, as_like, copy, dot_value, is_torch, sum_value, torch_module, vdot, xp_where
+from tikhon._core.cg import conjugate_gradient
 from tikhon._core.checks import check_param, check_positive_int, check_shape
 from tikhon._core.loop import warn_at_caller
 from tikhon.operators.prox.base import check_broadcasts_to, indicator_tol
@@ -117,21 +118,8 @@ class SquaredL2(Functional):
             tol = self.cg_tol
         else:
             tol = 1e-5 if indicator_tol(x) > 1e-6 else 1e-10
-        z = copy(x)
-        r = rhs - matvec(z)
-        p = copy(r)
-        rr = vdot(r, r)
         stop = (tol * math.sqrt(vdot(rhs, rhs))) ** 2
-        for _ in range(self.cg_max_iter):
-            if rr <= stop:
-                return z
-            q = matvec(p)
-            alpha = rr / vdot(p, q)
-            z = z + alpha * p
-            r = r - alpha * q
-            rr_new = vdot(r, r)
-            p = r + (rr_new / rr) * p
-            rr = rr_new
+        z, rr, _ = conjugate_gradient(matvec, rhs, copy(x), stop=stop, max_iter=self.cg_max_iter)
         if rr > stop:
             warn_at_caller(
                 f"SquaredL2.prox: conjugate gradients stopped at cg_max_iter={self.cg_max_iter} with "

@@ -11,10 +11,10 @@ approximations cause comes with it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from tikhon._core.arrays import backend_of, is_torch
+from tikhon._core.cg import conjugate_gradient
 from tikhon._core.checks import (
     check_finite_array,
     check_nonneg,
@@ -157,30 +157,12 @@ def _cg(hvp, b, q0, tol, max_iter):
     exact ``A q`` when no iteration ran from a given ``q0`` (a warm start that
     already met ``tol``), else None.
     """
-    import torch
-
-    Aq0 = None
     if q0 is None:
-        q, r = torch.zeros_like(b), b.clone()
-    else:
-        q = q0.clone()
-        Aq0 = hvp(q)
-        r = b - Aq0
-    rr = _dot(r, r)
-    d = r.clone()
-    k = 0
-    while math.sqrt(rr) > tol and k < max_iter:
-        Ad = hvp(d)
-        dAd = _dot(d, Ad)
-        if not dAd > 0:  # A not positive definite along d, or NaN: stop, the residual tells
-            break
-        alpha = rr / dAd
-        q = q + alpha * d
-        r = r - alpha * Ad
-        rr_new = _dot(r, r)
-        d = r + (rr_new / rr) * d
-        rr = rr_new
-        k += 1
+        q, _, k = conjugate_gradient(hvp, b, stop=tol * tol, max_iter=max_iter, dot=_dot)
+        return q, k, None
+    Aq0 = hvp(q0)
+    q, _, k = conjugate_gradient(hvp, b, q0, stop=tol * tol, max_iter=max_iter, r0=b - Aq0,
+                                 dot=_dot)
     return q, k, (Aq0 if k == 0 else None)
 
 

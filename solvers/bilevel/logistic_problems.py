@@ -17,20 +17,17 @@ from tikhon._core.arrays import is_torch, require_torch
 from tikhon._core.checks import check_finite_array, check_positive_int, check_tolerance
 
 from ._lower_solver import solve_strongly_convex
-from .protocol import LowerLevel, UpperLevel
+from .protocol import LowerLevel, UpperLevel, finite_tensor
 
 __all__ = ["CrossEntropy", "L2MultinomialLogistic"]
 
 
 def _features(X, name, where):
-    torch = require_torch()
-    X = check_finite_array(X, name, where)
-    if not is_torch(X):
-        X = torch.as_tensor(np.asarray(X, dtype=np.float64))
+    X = finite_tensor(X, name, where)
     if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
         raise ValueError(f"{where}: {name} must be a non-empty 2-D array (samples, features), "
                          f"got shape {tuple(X.shape)}")
-    return X.detach()
+    return X
 
 
 def _labels(y, n_samples, n_classes, name, where):

@@ -16,10 +16,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tikhon._core.arrays import is_torch
+from tikhon._core.arrays import is_torch, require_torch
 from tikhon._core.checks import check_finite_array
 
 __all__ = ["LowerLevel", "LowerSolution", "SquaredError", "UpperLevel"]
+
+
+def finite_tensor(a, name, where, ndim=None):
+    """``a`` as a detached finite float tensor (NumPy input becomes a float64 CPU tensor)."""
+    torch = require_torch()
+    a = check_finite_array(a, name, where)
+    if not is_torch(a):
+        a = torch.as_tensor(np.asarray(a, dtype=np.float64))
+    if ndim is not None and a.ndim != ndim:
+        raise ValueError(f"{where}: {name} must have {ndim} axes, got shape {tuple(a.shape)}")
+    return a.detach()
 
 
 @dataclass(frozen=True)
@@ -259,16 +270,12 @@ class SquaredError(UpperLevel):
     """
 
     def __init__(self, x_true):
-        import torch
-
         where = "SquaredError"
-        x_true = check_finite_array(x_true, "x_true", where)
+        x_true = finite_tensor(x_true, "x_true", where)
         if x_true.ndim == 0 or x_true.shape[0] == 0:
             raise ValueError(f"{where}: x_true must have a non-empty first axis (the samples), "
                              f"got shape {tuple(x_true.shape)}")
-        if not is_torch(x_true):
-            x_true = torch.as_tensor(np.asarray(x_true, dtype=np.float64))
-        self.x_true = x_true.detach()
+        self.x_true = x_true
         self.n_samples = int(x_true.shape[0])
         self.lipschitz = 1.0 / self.n_samples
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from tikhon.operators.base import LinearOperator
 
-from tikhon._core.arrays import is_torch, require_torch
+from tikhon._core.arrays import is_torch
 from tikhon._core.checks import (
     check_choice,
     check_finite_array,
@@ -26,23 +25,12 @@ from tikhon._core.checks import (
 )
 
 from ._lower_solver import solve_strongly_convex
-from .protocol import LowerLevel
+from .protocol import LowerLevel, finite_tensor
 
 __all__ = ["SmoothedTVDenoising", "SmoothedTVReconstruction"]
 
 # power iteration approaches ||A|| from below: the Lipschitz bound keeps a margin
 _NORM_MARGIN = 1.02
-
-
-def _as_tensor(a, name, where, ndim=None):
-    """A finite float tensor (NumPy input becomes a float64 CPU tensor)."""
-    torch = require_torch()
-    a = check_finite_array(a, name, where)
-    if not is_torch(a):
-        a = torch.as_tensor(np.asarray(a, dtype=np.float64))
-    if ndim is not None and a.ndim != ndim:
-        raise ValueError(f"{where}: {name} must have {ndim} axes, got shape {tuple(a.shape)}")
-    return a.detach()
 
 
 class _SmoothedTV(LowerLevel):
@@ -131,7 +119,7 @@ class _SmoothedTV(LowerLevel):
 
     # -- the solve --------------------------------------------------------------------
     def _default_x0(self):
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__}: a smoothed-TV problem must say where its solve starts")
 
     def solve(self, theta, *, eps, max_iter, x0=None):
         """Minimise ``g(., theta)`` to ``||grad_x g|| / mu <= eps`` by accelerated gradient.
@@ -232,7 +220,7 @@ class SmoothedTVDenoising(_SmoothedTV):
 
     def __init__(self, y, *, smoothing="sqrt", weights="scalar"):
         where = "SmoothedTVDenoising"
-        self.y = _as_tensor(y, "y", where, ndim=3)
+        self.y = finite_tensor(y, "y", where, ndim=3)
         self.n_samples = int(self.y.shape[0])
         self.x_shape = tuple(self.y.shape)
         self._setup_regularizer(self.y.shape[1:], smoothing, weights, where)
@@ -363,7 +351,7 @@ class SmoothedTVReconstruction(_SmoothedTV):
         if not isinstance(A, LinearOperator):
             raise TypeError(f"{where}: A must be a tikhon LinearOperator, got {type(A).__name__}")
         self.A = A
-        self.y = _as_tensor(y, "y", where)
+        self.y = finite_tensor(y, "y", where)
         if tuple(self.y.shape[1:]) != tuple(A.out_shape) or self.y.ndim != len(A.out_shape) + 1:
             raise ValueError(f"{where}: y must have shape (N, *A.out_shape) = (N, "
                              f"{', '.join(map(str, A.out_shape))}), got {tuple(self.y.shape)}")
@@ -375,7 +363,7 @@ class SmoothedTVReconstruction(_SmoothedTV):
         if x_init is not None:
             x_init = check_finite_array(x_init, "x_init", where, shape=self.x_shape)
             x_init = x_init.detach().to(dtype=self.y.dtype, device=self.y.device) if is_torch(
-                x_init) else _as_tensor(x_init, "x_init", where).to(self.y.dtype)
+                x_init) else finite_tensor(x_init, "x_init", where).to(self.y.dtype)
         self.x_init = x_init
 
     def _residuals(self, x):

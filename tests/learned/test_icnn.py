@@ -6,20 +6,9 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from tikhon.learned import ICNN
+from helpers import randomise_icnn as _randomise
 
 torch.set_num_threads(1)
-
-
-def _randomise(net, seed, scale=0.5):
-    """Non-trivial weights: the non-negative ones |N(0, scale)|, the others N(0, 1) (float64)."""
-    gen = torch.Generator().manual_seed(seed)
-    net.double()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-        for w in net.nonneg_parameters():
-            w.copy_(scale * torch.randn(w.shape, generator=gen, dtype=w.dtype).abs())
-    return net
 
 
 def _smooth(net):

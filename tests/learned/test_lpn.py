@@ -18,20 +18,9 @@ from tikhon.learned import (
 from tikhon.operators import Identity
 from tikhon.operators.prox import SquaredL2
 from tikhon.solvers import admm, chambolle_pock, fista, ista
+from helpers import randomise_icnn as _randomise
 
 torch.set_num_threads(1)
-
-
-def _randomise(net, seed, scale=0.5):
-    """Non-trivial float64 weights: the non-negative ones |N(0, scale)|, the others N(0, 1)."""
-    gen = torch.Generator().manual_seed(seed)
-    net.double()
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype))
-        for w in net.nonneg_parameters():
-            w.copy_(scale * torch.randn(w.shape, generator=gen, dtype=w.dtype).abs())
-    return net.eval()
 
 
 def _dense(alpha=0.1, seed=0):
