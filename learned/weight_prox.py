@@ -36,6 +36,7 @@ from typing import Any
 
 from tikhon._core.arrays import require_torch
 from tikhon._core.checks import check_callable, check_choice, check_functional, check_int, check_nonneg
+from tikhon.operators._kernels import weight_prox_numba
 from tikhon.operators.prox.base import ScaledFunctional
 from tikhon.operators.prox.groups import L21
 from tikhon.operators.prox.indicators import Box, NonNegative, Zero
@@ -231,12 +232,13 @@ def _lr(group):
 class _Entry:
     """One selected parameter, with what the hook needs of its rule read once, at attach time."""
 
-    __slots__ = ("base", "group", "kind", "name", "p", "rule")
+    __slots__ = ("base", "group", "kind", "name", "p", "rule", "views")
 
     def __init__(self, rule, name, p, group):
         self.rule, self.name, self.p, self.group = rule, name, p, group
         self.kind = _fast_kind(rule.functional)
         self.base = _unscaled(rule.functional)
+        self.views = (_NumpyView(), _NumpyView()) if self.kind is not None else None
 
 
 def _grouped(x, dim):
@@ -295,10 +297,72 @@ def _adam_moment(state, group, p):
     return v, a, float(group["eps"])
 
 
-def _fast_prox(torch, kind, x, t, d):
+def _fast_prox(torch, kind, x, t, d, views):
     """In place on ``x``: the prox of ``c * L1`` or ``c * L21`` with step ``t`` (scalar metric,
-    ``d`` None) or in Adam's metric (``d = (v, a, eps)`` from :func:`_adam_moment`)."""
+    ``d`` None) or in Adam's metric (``d = (v, a, eps)`` from :func:`_adam_moment`); ``views``
+    are the entry's two :class:`_NumpyView` (of ``x`` and ``v``)."""
     thr = t * kind[1]
+    if thr == 0:
+        return
+    if _fast_prox_numba(kind, x, thr, d, views):
+        # the kernels write through a NumPy view, which autograd does not see: count the
+        # write as torch's in-place operations do, so a graph that saved x still fails loudly
+        torch.autograd.graph.increment_version(x)
+        return
+    _fast_prox_torch(torch, kind, x, thr, d)
+
+
+class _NumpyView:
+    """A NumPy view (no copy) of a C-contiguous float CPU tensor's memory, or None for any
+    other tensor; kept between steps and rebuilt when the tensor's memory or layout changes
+    (``module.to()``, ``load_state_dict``), because making it costs more than a small kernel."""
+
+    __slots__ = ("array", "key")
+
+    def __init__(self):
+        self.key, self.array = None, None
+
+    def get(self, t):
+        key = (t.data_ptr(), t.dtype, t.shape, t.stride())
+        if key != self.key:
+            ok = t.is_cpu and t.is_contiguous() and str(t.dtype) in ("torch.float32", "torch.float64")
+            self.key, self.array = key, (t.detach().numpy() if ok else None)
+        return self.array
+
+
+def _fast_prox_numba(kind, x, thr, d, views):
+    """The fused kernels of :mod:`tikhon.operators._kernels.weight_prox_numba` on CPU tensors;
+    False (nothing done) when the layout or device needs the torch path."""
+    xn = views[0].get(x)
+    if xn is None:
+        return False
+    if d is not None:
+        v, a, eps = d
+        vn = views[1].get(v)
+        if vn is None or vn.dtype != xn.dtype or vn.shape != xn.shape:
+            return False
+        thr, eps = thr / a, eps / a
+    if xn.size == 0:
+        return True
+    c = xn.dtype.type
+    if kind[0] == "l1":
+        if d is None:
+            weight_prox_numba.soft_threshold_(xn.reshape(-1), c(thr))
+        else:
+            weight_prox_numba.soft_threshold_metric_(xn.reshape(-1), vn.reshape(-1), c(thr), c(eps))
+        return True
+    if kind[2] not in (-1, xn.ndim - 1):
+        return False  # groups along another axis: strided rows, the torch path
+    rows = xn.reshape(-1, xn.shape[-1])
+    if d is None:
+        weight_prox_numba.shrink_rows_(rows, c(thr))
+    else:
+        weight_prox_numba.shrink_rows_metric_(rows, vn.reshape(rows.shape), c(thr), c(eps))
+    return True
+
+
+def _fast_prox_torch(torch, kind, x, thr, d):
+    """:func:`_fast_prox` with tensor operations (any device and layout)."""
     if kind[0] == "l1":
         if d is None:
             x.sub_(x.clamp(-thr, thr))  # soft threshold: x - clip(x, -thr, thr)
@@ -311,14 +375,12 @@ def _fast_prox(torch, kind, x, t, d):
             x.addcdiv_(torch.mul(x, dd).clamp_(-ta, ta), dd, value=-1.0)
         return
     axis = kind[2]
-    if thr == 0:
-        return
     # group shrinkage max(1 - thr / n, 0) on small (group-sized) tensors, then one
     # in-place scaling; a zero group gives (0 - thr) / 0 = -inf, so the factor is relu(-inf) = 0
     q = torch.linalg.vector_norm(x, dim=axis, keepdim=True)
     if d is not None:
         # the heuristic group step: thr over a * sqrt(mean_group v) + eps, Adam's denominator
-        # at the group's mean second moment (one reduction of v, no pass of sqrt over it)
+        # at the group's mean second moment
         v, a, eps = d
         q = q.mul_(v.mean(dim=axis, keepdim=True).sqrt_().add_(eps / a))
         thr = thr / a
@@ -386,11 +448,21 @@ def attach_prox(optimizer, rules, *, model=None, metric="auto"):
     gives weaker group sparsity: on the digits MLP (Adam, lr 1e-3, 15
     epochs, ``L21(axis=1)`` at ``lam = 0.01`` on every Linear) it zeroed 62
     and 108 rows of the two hidden layers against 80 and 111 with the mean.
-    It is kept because the extra pass of ``sqrt`` over ``v`` put the hook's
-    overhead above 15 % of the step (measured under load);
+    The RMS rule is kept as the one heuristic of every non-separable
+    functional (Adam's denominator at the RMS of ``v_hat`` over the entries
+    the prox couples: a group for ``L21``, the parameter otherwise), and it
+    needs no pass of ``sqrt`` over ``v`` on the torch path (CUDA);
     projections (indicators) ignore the step, so for them both metrics
     coincide. A parameter Adam has not stepped yet (no gradient so far) is
     left alone under the Adam metric.
+
+    ``c * L1`` and ``c * L21`` (groups along the last axis) with scalar
+    weights on C-contiguous float32/float64 CPU parameters are computed by
+    fused numba kernels in place (one pass per parameter, through a NumPy
+    view of its memory); on other devices and layouts by in-place tensor
+    operations; the other functionals by their ``prox``. The three give the
+    same map (to rounding); the fused paths keep the hook's cost a small
+    fraction of a training step (``tests/benchmarks/bench_weight_prox.py``).
 
     Examples
     --------
@@ -458,7 +530,7 @@ def attach_prox(optimizer, rules, *, model=None, metric="auto"):
                 x = _grouped(p, dim)
                 if kind is not None:
                     # in place on the parameter itself (under no_grad, as optimizers do)
-                    _fast_prox(torch, kind, x, t, d)
+                    _fast_prox(torch, kind, x, t, d, e.views)
                     if x is not p and x.untyped_storage().data_ptr() != p.untyped_storage().data_ptr():
                         p.copy_(_ungrouped(x, p, dim))  # the grouping made a copy
                     continue
