@@ -23,6 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tikhon._core.checks import check_callable
 from tikhon._core.loop import Solver, State, run
 
 from .protocol import LowerSolution
@@ -100,7 +101,7 @@ class StronglyConvexAGD(Solver):
         return f"||grad g|| / mu = {record['distance_bound']:.3g} <= eps = {tol:g}"
 
 
-def solve_strongly_convex(grad, x0, mu, L, *, eps, max_iter, name="lower_level"):
+def solve_strongly_convex(grad, x0, mu, L, *, eps, max_iter, name="lower_level", stop=None):
     """Run :class:`StronglyConvexAGD` from ``x0`` until ``||grad g|| / mu <= eps``.
 
     Parameters
@@ -117,6 +118,10 @@ def solve_strongly_convex(grad, x0, mu, L, *, eps, max_iter, name="lower_level")
         Gradient evaluations at most.
     name : str
         The name in messages.
+    stop : callable, optional
+        ``stop(y, bound) -> bool`` after each iteration, with ``y`` the point
+        the gradient was just taken at and ``bound = ||grad g(y)|| / mu``;
+        True ends the run there (``stopped``, ``y`` returned).
 
     Returns
     -------
@@ -126,8 +131,13 @@ def solve_strongly_convex(grad, x0, mu, L, *, eps, max_iter, name="lower_level")
         :class:`~tikhon._core.loop.ConvergenceWarning` is raised: the bilevel
         methods read ``converged`` (a too small budget is theirs to report).
     """
+    check_callable(stop, "stop", name)
     solver = StronglyConvexAGD(grad, mu, L, name=name)
     state = solver.init(x0)
-    state, outcome = run(solver, state, tol=eps, max_iter=max_iter, warn=False)
-    x = state.certified if outcome.converged else state.x
-    return LowerSolution(x=x, n_iter=outcome.n_iter, converged=outcome.converged)
+    callback = None if stop is None else (lambda s: bool(stop(s.certified, s.bound)))
+    state, outcome = run(solver, state, tol=eps, max_iter=max_iter, warn=False,
+                         callback=callback)
+    stopped = outcome.status == "callback"
+    x = state.certified if outcome.converged or stopped else state.x
+    return LowerSolution(x=x, n_iter=outcome.n_iter, converged=outcome.converged,
+                         stopped=stopped)

@@ -59,6 +59,7 @@ class _BilevelState(State):
     diverged: str = ""  # why a fixed step is deemed to have diverged ("" while it has not)
     estimates: object = None
     failed_trials: list = field(default_factory=list)  # x of the last failed line search's trials
+    n_early_rejected: int = 0  # line-search trials abandoned once their rejection was certain
     path: list = field(default_factory=list)  # theta after each iteration (NumPy)
 
 
@@ -96,15 +97,22 @@ class _InexactDescent(Solver):
             _check_same_kind(theta0, state.x, "lower.solve(theta0).x", self.name)
         return state
 
-    def _lower(self, state, theta, x0):
-        """A lower solve at ``state.eps`` within the budget; ``None`` when it ran out."""
+    def _lower(self, state, theta, x0, stop=None):
+        """A lower solve at ``state.eps`` within the budget; ``None`` when it ran out.
+
+        ``stop`` (see :meth:`LowerLevel.solve`) is passed when not None; a solve it
+        ended early is returned as it is (``stopped``).
+        """
         left = self.budget - state.n_lower
         if left <= 0:
             state.exhausted = True
             return None
+        extra = {} if stop is None else {"stop": stop}
         sol = self.lower.solve(theta, eps=state.eps, max_iter=min(self.lower_max_iter, left),
-                               x0=x0)
+                               x0=x0, **extra)
         state.n_lower += int(sol.n_iter)
+        if getattr(sol, "stopped", False):
+            return sol
         if not sol.converged:
             if state.n_lower >= self.budget:
                 state.exhausted = True
@@ -167,10 +175,35 @@ class _MAID(_InexactDescent):
     # search's trial i
     reuse_failed_trials = True
 
-    def __init__(self, upper, lower, *, rho, tau, eta, nu, max_backtrack, max_shrink, **kwargs):
+    def __init__(self, upper, lower, *, rho, tau, eta, nu, max_backtrack, max_shrink,
+                 early_reject=True, **kwargs):
         super().__init__(upper, lower, **kwargs)
         self.rho, self.tau, self.eta, self.nu = rho, tau, eta, nu
         self.max_backtrack, self.max_shrink = max_backtrack, max_shrink
+        # a lower level whose solve takes no stop keyword solves every trial in full
+        self.early_reject = early_reject and _takes_stop(lower)
+
+    def _rejection_certain(self, threshold):
+        """``stop(x, bound)`` for a trial's solve: True once the trial must fail its test.
+
+        The final ``x~+`` would be within ``eps`` of ``x*``, so, ``f`` being
+        convex, its certified value ``f(x~+) + ||grad f(x~+)|| eps + L_f eps^2 / 2``
+        is at least ``f(x*)``, and ``f(x*) >= f(x) - ||grad f(x)|| bound`` at any
+        iterate ``x`` with ``||x - x*|| <= bound``: once that exceeds
+        ``threshold`` the test fails whatever the rest of the solve does. The
+        check runs when the bound has halved since the last one (a few upper-level
+        evaluations per solve, not one per iteration).
+        """
+        upper = self.upper
+        due = [math.inf]
+
+        def stop(x, bound):
+            if bound > due[0]:
+                return False
+            due[0] = bound / 2
+            return float(upper.value(x)) - _norm(upper.grad(x)) * bound > threshold
+
+        return stop
 
     def step(self, state):
         self._begin_step(state)
@@ -203,16 +236,21 @@ class _MAID(_InexactDescent):
             t = state.beta * self.rho**i
             theta_new = state.theta - t * p
             state.step = t
-            sol = self._lower(state, theta_new, failed[i] if i < len(failed) else x0)
+            threshold = old_lower - t * decrease  # the trial passes when its bound is <= this
+            stop = self._rejection_certain(threshold) if self.early_reject else None
+            sol = self._lower(state, theta_new, failed[i] if i < len(failed) else x0, stop)
             if sol is None:
                 return self._end_step(state)
             state.failed_trials.append(sol.x)
             if self.trial_warm_start == "previous":
                 x0 = sol.x
+            if sol.stopped:
+                state.n_early_rejected += 1
+                continue
             f_new = float(self.upper.value(sol.x))
             new_upper = (f_new + _norm(self.upper.grad(sol.x)) * eps
                          + self.upper.lipschitz * eps**2 / 2)
-            if new_upper - old_lower <= -t * decrease:
+            if new_upper <= threshold:
                 state.theta, state.x, state.x_eps, state.loss = theta_new, sol.x, eps, f_new
                 state.accepted = True
                 break
@@ -272,6 +310,17 @@ class _FixedSchedule(_InexactDescent):
         return self._end_step(state)
 
 
+def _takes_stop(lower):
+    """Whether ``lower.solve`` names a ``stop`` keyword (``**kwargs`` may forward it nowhere)."""
+    import inspect
+
+    try:
+        params = inspect.signature(lower.solve).parameters
+    except (TypeError, ValueError):  # a builtin or C-implemented solve: no signature
+        return False
+    return "stop" in params
+
+
 def _host(theta):
     return theta.detach().cpu().numpy().copy()
 
@@ -314,6 +363,7 @@ def _result(state, outcome, backend, lower_converged_note):
         "theta_path": np.stack(state.path),
         "n_lower": state.n_lower,
         "n_cg": state.n_cg,
+        "n_early_rejected": state.n_early_rejected,
         "eps": state.eps,
         "delta": state.delta,
         "lower_converged": state.lower_converged,
@@ -348,7 +398,8 @@ def _common(where, upper, lower, theta0, eps0, delta0, budget, tol, max_iter, lo
 
 def maid(upper, lower, theta0, *, eps0=0.1, delta0=0.1, beta0=0.1, rho=0.9, tau=0.5, eta=1e-4,
          nu=1.05, budget=100_000, tol=1e-8, max_iter=10_000, max_backtrack=10, max_shrink=30,
-         lower_max_iter=100_000, cg_max_iter=1000, callback=None, progress=True):
+         lower_max_iter=100_000, cg_max_iter=1000, early_reject=True, callback=None,
+         progress=True):
     r"""Learn ``theta`` by MAID, the method of adaptive inexact descent of Salehi et al.
 
     Each outer iteration
@@ -374,7 +425,13 @@ def maid(upper, lower, theta0, *, eps0=0.1, delta0=0.1, beta0=0.1, rho=0.9, tau=
        f(x~)|| eps <= -beta rho^i eta^2 ||p||^2`` (an upper bound of the new
        loss against a lower bound of the old: the true upper loss decreases at
        every accepted step; the lower bound assumes ``f`` convex, as the
-       squared error and the cross-entropy are);
+       squared error and the cross-entropy are). With ``early_reject`` a
+       trial's solve is abandoned as soon as its rejection is certain: at an
+       iterate ``x`` with ``||x - x*|| <= b``, ``f(x) - ||grad f(x)|| b`` is a
+       lower bound (``f`` convex) of the left side's new value whatever
+       ``x~+`` the full solve would reach, so once it fails the test the
+       trial is rejected without solving further (the same decision as the
+       full solve, the rejected trials' iterations cut);
     5. on acceptance sets ``beta <- (10/9) beta rho^i`` and ``eps, delta <- nu
        (eps, delta)``; after ``max_backtrack`` rejected trials keeps ``theta``
        and shrinks ``eps, delta <- tau (eps, delta)``.
@@ -424,6 +481,11 @@ def maid(upper, lower, theta0, *, eps0=0.1, delta0=0.1, beta0=0.1, rho=0.9, tau=
         Most iterations of one lower-level solve.
     cg_max_iter : int
         Most CG iterations of one hypergradient.
+    early_reject : bool
+        Abandon a line-search trial's lower solve once its rejection is
+        certain (step 4; needs ``lower.solve`` to take a ``stop`` keyword, as
+        the problems of this module do; others solve every trial in full).
+        False solves every trial to ``eps``, as the authors' code.
     callback : callable, optional
         ``callback(state) -> bool`` after every outer iteration (the state has
         ``theta``, ``x``, ``eps``, ``delta``, ``beta``, ``loss``, ``n_lower``,
@@ -444,7 +506,8 @@ def maid(upper, lower, theta0, *, eps0=0.1, delta0=0.1, beta0=0.1, rho=0.9, tau=
         ``stationarity`` (``||p|| + omega``), ``iteration`` and ``time``;
         ``info`` holds ``x`` (the lower-level solution at ``theta``),
         ``theta_path`` (``theta`` after each iteration, the initial one first,
-        one row each), the totals ``n_lower`` and ``n_cg``, the final ``eps``
+        one row each), the totals ``n_lower`` and ``n_cg``,
+        ``n_early_rejected`` (trials abandoned by ``early_reject``), the final ``eps``
         and ``delta``, ``estimates`` (the bound's constants) and
         ``lower_converged`` (whether every lower solve met its ``eps``);
         ``steps`` holds the final ``beta``. When the initial solve spends the
@@ -479,8 +542,10 @@ def maid(upper, lower, theta0, *, eps0=0.1, delta0=0.1, beta0=0.1, rho=0.9, tau=
     nu = check_interval(nu, "nu", where, 1, math.inf)
     max_backtrack = check_positive_int(max_backtrack, "max_backtrack", where)
     max_shrink = check_int(max_shrink, "max_shrink", where, minimum=0)
+    if not isinstance(early_reject, (bool, np.bool_)):
+        raise TypeError(f"{where}: early_reject must be a bool, got {type(early_reject).__name__}")
     solver = _MAID(upper, lower, rho=rho, tau=tau, eta=eta, nu=nu, max_backtrack=max_backtrack,
-                   max_shrink=max_shrink, **common)
+                   max_shrink=max_shrink, early_reject=bool(early_reject), **common)
     state = solver.init(theta0, eps0, delta0, beta0)
     state, outcome = _drive(solver, state, where=where, tol=tol, max_iter=max_iter,
                             callback=callback, progress=progress)

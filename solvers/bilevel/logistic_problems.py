@@ -210,7 +210,7 @@ class L2MultinomialLogistic(LowerLevel):
         self._check_theta(theta, "L2MultinomialLogistic.lipschitz")
         return self._loss_lipschitz + math.exp(float(theta.detach().max()))
 
-    def solve(self, theta, *, eps, max_iter, x0=None):
+    def solve(self, theta, *, eps, max_iter, x0=None, stop=None):
         """Minimise ``g(., theta)`` to ``||grad_W g|| / mu <= eps`` by accelerated gradient.
 
         Parameters
@@ -223,6 +223,9 @@ class L2MultinomialLogistic(LowerLevel):
             Iteration budget (one gradient per iteration).
         x0 : torch.Tensor, optional
             Warm start of shape ``(d, K)`` (default zeros).
+        stop : callable, optional
+            ``stop(x, bound) -> bool`` at each certified iterate (see
+            :meth:`LowerLevel.solve`); True ends the solve early.
 
         Returns
         -------
@@ -245,7 +248,8 @@ class L2MultinomialLogistic(LowerLevel):
             with torch.no_grad():
                 return self.grad(x, theta)
 
-        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where)
+        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where,
+                                     stop=stop)
 
 
 class CrossEntropy(UpperLevel):

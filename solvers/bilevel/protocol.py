@@ -45,11 +45,15 @@ class LowerSolution:
         Iterations the lower-level solver spent (the cost MAID accounts for).
     converged : bool
         Whether ``||grad_x g(x~)|| / mu <= eps`` was reached.
+    stopped : bool
+        Whether the caller's ``stop`` ended the solve before that (then
+        ``converged`` is False).
     """
 
     x: object
     n_iter: int
     converged: bool
+    stopped: bool = False
 
 
 class LowerLevel:
@@ -196,7 +200,7 @@ class LowerLevel:
         """
         raise NotImplementedError(f"{type(self).__name__}.lipschitz: a LowerLevel must implement it")
 
-    def solve(self, theta, *, eps, max_iter, x0=None):
+    def solve(self, theta, *, eps, max_iter, x0=None, stop=None):
         """An approximate minimizer with ``||grad_x g|| / mu <= eps``.
 
         Parameters
@@ -209,6 +213,12 @@ class LowerLevel:
             The most iterations the solver may spend.
         x0 : torch.Tensor, optional
             A warm start (MAID passes the previous iterate).
+        stop : callable, optional
+            ``stop(x, bound) -> bool``, called at the iterates with a
+            distance certificate ``||x - x*|| <= bound``; True ends the solve
+            there (``stopped``). MAID passes it to abandon a line-search
+            trial as soon as its rejection is certain. A subclass whose solve
+            has no ``stop`` keyword is called without it.
 
         Returns
         -------

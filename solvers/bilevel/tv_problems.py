@@ -121,7 +121,7 @@ class _SmoothedTV(LowerLevel):
     def _default_x0(self):
         raise NotImplementedError(f"{type(self).__name__}: a smoothed-TV problem must say where its solve starts")
 
-    def solve(self, theta, *, eps, max_iter, x0=None):
+    def solve(self, theta, *, eps, max_iter, x0=None, stop=None):
         """Minimise ``g(., theta)`` to ``||grad_x g|| / mu <= eps`` by accelerated gradient.
 
         Parameters
@@ -135,6 +135,9 @@ class _SmoothedTV(LowerLevel):
             Iteration budget (one gradient per iteration).
         x0 : torch.Tensor, optional
             Warm start (default: the problem's own start, see the class).
+        stop : callable, optional
+            ``stop(x, bound) -> bool`` at each certified iterate (see
+            :meth:`LowerLevel.solve`); True ends the solve early.
 
         Returns
         -------
@@ -155,7 +158,8 @@ class _SmoothedTV(LowerLevel):
             with torch.no_grad():
                 return self.grad(x, theta)
 
-        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where)
+        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where,
+                                     stop=stop)
 
 
 class SmoothedTVDenoising(_SmoothedTV):

@@ -10,7 +10,8 @@ iteration (lower-level solves, CG, the bound, the line search) from a state
 after 5 iterations from ``theta0 = (-5, -5)``; ``track_overhead_fraction``
 runs MAID on the budget and reports the fraction of its wall time spent
 outside the lower-level solver and the CG iterations (timers around
-``lower.solve`` and the CG routine). The rest holds the graph of
+``lower.solve`` and the CG routine; the early-rejection checks that MAID runs
+inside ``lower.solve`` are counted outside). The rest holds the graph of
 ``grad_x g`` that CG's double-autograd products differentiate, the product
 ``B^T q`` and the true residual, the bound's estimates (power iteration and
 Lipschitz probes), the line search's upper-level values and the Python of
@@ -65,13 +66,26 @@ SIZES = {"4x32": (4, 32, 2000), "16x96": (16, 96, 1500)}
 def overhead(size="4x32", budget=None):
     """MAID on a budget of lower-level iterations: seconds in the lower solver, in CG, in all."""
     torch = _torch()
-    from tikhon.solvers.bilevel import implicit, maid
+    from tikhon.solvers.bilevel import implicit, inexact, maid
 
     n_images, n, default_budget = SIZES[size]
     budget = default_budget if budget is None else budget
     upper, lower = _problem(n_images, n)
-    spent = {"lower": 0.0, "cg": 0.0}
+    spent = {"lower": 0.0, "cg": 0.0, "stop": 0.0}
     solve, cg = lower.solve, implicit._cg
+    rejection_certain = inexact._MAID._rejection_certain
+
+    def timed_rejection_certain(self, threshold):
+        # the early-rejection checks run inside lower.solve but are MAID's: timed apart
+        stop = rejection_certain(self, threshold)
+
+        def timed_stop(x, bound):
+            t = time.perf_counter()
+            out = stop(x, bound)
+            spent["stop"] += time.perf_counter() - t
+            return out
+
+        return timed_stop
 
     def timed_solve(*args, **kwargs):
         t = time.perf_counter()
@@ -87,6 +101,7 @@ def overhead(size="4x32", budget=None):
 
     lower.solve = timed_solve
     implicit._cg = timed_cg
+    inexact._MAID._rejection_certain = timed_rejection_certain
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -96,6 +111,8 @@ def overhead(size="4x32", budget=None):
             total = time.perf_counter() - t
     finally:
         implicit._cg = cg
+        inexact._MAID._rejection_certain = rejection_certain
+    spent["lower"] -= spent.pop("stop")  # counted with the rest
     return {"total": total, **spent, "outer": res.n_iter, "n_lower": res.info["n_lower"],
             "n_cg": res.info["n_cg"]}
 

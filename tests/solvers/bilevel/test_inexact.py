@@ -141,10 +141,10 @@ def test_bound_test_running_out_rejects_the_iteration(ridge, monkeypatch):
     searches = []
     original = inexact._MAID._lower
 
-    def lower_solve(self, state, theta, x0):
+    def lower_solve(self, state, theta, x0, stop=None):
         if theta is not state.theta:  # a backtracking trial
             searches.append((state.x_eps, state.eps, state.bound, state.grad_norm))
-        return original(self, state, theta, x0)
+        return original(self, state, theta, x0, stop)
 
     monkeypatch.setattr(inexact._MAID, "_lower", lower_solve)
     with warnings.catch_warnings():
@@ -169,8 +169,8 @@ def test_backtracking_trials_warm_start_from_reusable_solutions(ridge, monkeypat
     searches = {}
     original = inexact._MAID._lower
 
-    def lower_solve(self, state, theta, x0):
-        sol = original(self, state, theta, x0)
+    def lower_solve(self, state, theta, x0, stop=None):
+        sol = original(self, state, theta, x0, stop)
         if theta is not state.theta and sol is not None:  # a backtracking trial
             searches.setdefault(state.k, []).append((state.x, x0, sol.x))
         return sol
@@ -359,3 +359,84 @@ def test_maid_tv_true_loss_decreases_at_every_accepted_step():
                      for t in res.info["theta_path"]])
     assert np.all(np.diff(true)[accepted] < 0)
 
+
+
+def test_early_rejection_abandons_only_trials_that_would_fail(monkeypatch):
+    # every trial the stop ended early must fail the line-search test when solved in full
+    # from the same start: the decision is the full solve's, only the iterations are cut
+    from tikhon.solvers.bilevel import SmoothedTVDenoising, inexact
+
+    (x_train, y_train), _ = _tv_sets()
+    x_train, y_train = x_train[:2, ::2, ::2].contiguous(), y_train[:2, ::2, ::2].contiguous()
+    lower, upper = SmoothedTVDenoising(y_train), SquaredError(x_train)
+    stopped = []
+    original = inexact._MAID._lower
+
+    def lower_solve(self, state, theta, x0, stop=None):
+        sol = original(self, state, theta, x0, stop)
+        if sol is not None and sol.stopped:
+            stopped.append((theta, x0, state.eps, stop.threshold))
+        return sol
+
+    original_stop = inexact._MAID._rejection_certain
+
+    def rejection_certain(self, threshold):
+        stop = original_stop(self, threshold)
+        stop.threshold = threshold
+        return stop
+
+    monkeypatch.setattr(inexact._MAID, "_lower", lower_solve)
+    monkeypatch.setattr(inexact._MAID, "_rejection_certain", rejection_certain)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = maid(upper, lower, np.array([-5.0, -5.0]), beta0=1.0, budget=1500, progress=False)
+    assert len(stopped) >= 2 and res.info["n_early_rejected"] == len(stopped)
+    for theta, x0, eps, threshold in stopped:
+        full = lower.solve(theta, eps=eps, max_iter=50_000, x0=x0)
+        assert full.converged and not full.stopped
+        new_upper = (float(upper.value(full.x)) + float(upper.grad(full.x).norm()) * eps
+                     + upper.lipschitz * eps**2 / 2)
+        assert new_upper > threshold
+
+
+def test_early_rejection_switch_and_lower_levels_without_stop(ridge):
+    from tikhon.solvers.bilevel import SmoothedTVDenoising
+
+    (x_train, y_train), _ = _tv_sets()
+    x_train, y_train = x_train[:2, ::2, ::2].contiguous(), y_train[:2, ::2, ::2].contiguous()
+    lower, upper = SmoothedTVDenoising(y_train), SquaredError(x_train)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        on = maid(upper, lower, np.array([-5.0, -5.0]), beta0=1.0, budget=600, progress=False)
+        off = maid(upper, lower, np.array([-5.0, -5.0]), beta0=1.0, budget=600, progress=False,
+                   early_reject=False)
+    assert on.info["n_early_rejected"] > 0 and off.info["n_early_rejected"] == 0
+    # a lower level whose solve has no stop keyword (the ridge of these tests) solves in full
+    rupper, rlower, _, _ = ridge
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        res = maid(rupper, rlower, np.zeros(rlower.n_params), beta0=10.0, max_iter=10,
+                   progress=False)
+    assert res.info["n_early_rejected"] == 0
+    with pytest.raises(TypeError, match="maid: early_reject"):
+        maid(rupper, rlower, np.zeros(rlower.n_params), early_reject="yes", progress=False)
+
+
+def test_lower_solve_stop_ends_at_the_first_true():
+    from tikhon.solvers.bilevel import SmoothedTVDenoising
+
+    (_, y), _ = _tv_sets()
+    lower = SmoothedTVDenoising(y[:1])
+    theta = torch.tensor([-2.0, -3.0], dtype=torch.float64)
+    seen = []
+
+    def stop(x, bound):
+        seen.append(bound)
+        return len(seen) == 4
+
+    sol = lower.solve(theta, eps=1e-8, max_iter=1000, stop=stop)
+    assert sol.stopped and not sol.converged and sol.n_iter == 4 and len(seen) == 4
+    full = lower.solve(theta, eps=1e-8, max_iter=10_000)
+    assert full.converged and not full.stopped and full.n_iter > 4
+    with pytest.raises(TypeError, match="stop"):
+        lower.solve(theta, eps=1e-3, max_iter=10, stop=3)
