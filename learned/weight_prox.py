@@ -323,7 +323,7 @@ class _NumpyView:
         self.key, self.array = None, None
 
     def get(self, t):
-        key = (t.data_ptr(), t.dtype, t.shape, t.stride())
+        key = (t.data_ptr(), t.is_cpu, t.dtype, t.shape, t.stride())
         if key != self.key:
             ok = t.is_cpu and t.is_contiguous() and str(t.dtype) in ("torch.float32", "torch.float64")
             self.key, self.array = key, (t.detach().numpy() if ok else None)
@@ -351,8 +351,8 @@ def _fast_prox_numba(kind, x, thr, d, views):
         else:
             weight_prox_numba.soft_threshold_metric_(xn.reshape(-1), vn.reshape(-1), c(thr), c(eps))
         return True
-    if kind[2] not in (-1, xn.ndim - 1):
-        return False  # groups along another axis: strided rows, the torch path
+    if xn.ndim == 0 or kind[2] not in (-1, xn.ndim - 1):
+        return False  # groups along another axis (strided rows) or a scalar: the torch path
     rows = xn.reshape(-1, xn.shape[-1])
     if d is None:
         weight_prox_numba.shrink_rows_(rows, c(thr))
@@ -367,12 +367,11 @@ def _fast_prox_torch(torch, kind, x, thr, d):
         if d is None:
             x.sub_(x.clamp(-thr, thr))  # soft threshold: x - clip(x, -thr, thr)
         else:
-            # soft threshold at thr / (a sqrt(v) + eps) = (thr / a) / dd with dd = sqrt(v) + eps / a,
-            # computed as x - clip(x dd, -thr / a, thr / a) / dd
+            # soft threshold at t = thr / (a sqrt(v) + eps) = (thr / a) / (sqrt(v) + eps / a):
+            # x - clip(x, -t, t), whose zeros are exact (as the numba kernel's)
             v, a, eps = d
-            dd = v.sqrt().add_(eps / a)
-            ta = thr / a
-            x.addcdiv_(torch.mul(x, dd).clamp_(-ta, ta), dd, value=-1.0)
+            t = v.sqrt().add_(eps / a).reciprocal_().mul_(thr / a)
+            x.sub_(torch.clamp(x, min=t.neg(), max=t))
         return
     axis = kind[2]
     # group shrinkage max(1 - thr / n, 0) on small (group-sized) tensors, then one

@@ -25,6 +25,7 @@ without torch), one thread.
 """
 
 import dataclasses
+import functools
 import time
 import warnings
 
@@ -87,6 +88,7 @@ def overhead(size="4x32", budget=None):
 
         return timed_stop
 
+    @functools.wraps(solve)  # the signature MAID inspects for its stop keyword
     def timed_solve(*args, **kwargs):
         t = time.perf_counter()
         out = solve(*args, **kwargs)

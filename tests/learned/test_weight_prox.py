@@ -477,6 +477,7 @@ def test_numba_kernels_match_the_torch_path(dtype, kind, metric):
     _fast_prox_torch(torch, kind, b, thr, d)
     tol = 1e-6 if dtype == torch.float32 else 1e-13
     torch.testing.assert_close(a, b, rtol=tol, atol=tol)
+    assert torch.equal(a == 0, b == 0)  # the same exact zeros (the sparsity pattern)
     assert 0 < int(a.count_nonzero()) < a.numel() - 33  # both shrunk to zero and kept
     assert (a[2] == 0).all() and (a[4] == 0).all()
     # a non-finite weight stays non-finite on both paths
@@ -496,6 +497,13 @@ def test_numba_path_layouts_and_replaced_storage():
     assert view.get(torch.ones(3, 4, dtype=torch.int64)) is None
     assert not _fast_prox_numba(("l1", 1.0), torch.ones(3, 4).t(), 0.1, None, (_NumpyView(), _NumpyView()))
     assert not _fast_prox_numba(("l21", 1.0, 0), torch.ones(3, 4), 0.1, None, (_NumpyView(), _NumpyView()))
+    # a scalar parameter grouped along its "last axis" (L21(axis=-1)) is one group: the torch path
+    s = torch.nn.Parameter(torch.tensor(2.0))
+    opt = torch.optim.SGD([s], lr=1.0)
+    attach_prox(opt, ProxRule(L21(axis=-1), 0.1, [s]))
+    s.grad = torch.tensor(0.0)
+    opt.step()
+    assert float(s.detach()) == pytest.approx(1.9)
     # the hook itself: the write counts for autograd, and net.double() (new memory under the
     # same Parameter) is followed
     torch.manual_seed(0)

@@ -1,6 +1,7 @@
 """maid and inexact_gradient_descent: against the closed-form optimum of a ridge problem, on TV."""
 
 import importlib.util
+import types
 import warnings
 from pathlib import Path
 
@@ -418,6 +419,19 @@ def test_early_rejection_switch_and_lower_levels_without_stop(ridge):
         res = maid(rupper, rlower, np.zeros(rlower.n_params), beta0=10.0, max_iter=10,
                    progress=False)
     assert res.info["n_early_rejected"] == 0
+
+    # a solve may return its own solution object (x, n_iter, converged), without `stopped`
+    class OwnSolution(type(rlower)):
+        def solve(self, theta, *, eps, max_iter, x0=None):
+            sol = super().solve(theta, eps=eps, max_iter=max_iter, x0=x0)
+            return types.SimpleNamespace(x=sol.x, n_iter=sol.n_iter, converged=sol.converged)
+
+    own = OwnSolution(rlower.A, rlower.y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        mine = maid(rupper, own, np.zeros(rlower.n_params), beta0=10.0, max_iter=10,
+                    progress=False)
+    np.testing.assert_array_equal(mine.x, res.x)
     with pytest.raises(TypeError, match="maid: early_reject"):
         maid(rupper, rlower, np.zeros(rlower.n_params), early_reject="yes", progress=False)
 
@@ -431,11 +445,16 @@ def test_lower_solve_stop_ends_at_the_first_true():
     seen = []
 
     def stop(x, bound):
+        # the bound certifies the very point passed: ||grad g(x)|| / mu
+        mu = lower.strong_convexity(theta)
+        assert bound == pytest.approx(float(lower.grad(x, theta).norm()) / mu, rel=1e-12)
         seen.append(bound)
         return len(seen) == 4
 
     sol = lower.solve(theta, eps=1e-8, max_iter=1000, stop=stop)
     assert sol.stopped and not sol.converged and sol.n_iter == 4 and len(seen) == 4
+    mu = lower.strong_convexity(theta)
+    assert float(lower.grad(sol.x, theta).norm()) / mu == pytest.approx(seen[-1], rel=1e-12)
     full = lower.solve(theta, eps=1e-8, max_iter=10_000)
     assert full.converged and not full.stopped and full.n_iter > 4
     with pytest.raises(TypeError, match="stop"):
