@@ -34,13 +34,20 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tikhon._core.arrays import require_torch
-from tikhon._core.checks import check_callable, check_choice, check_functional, check_int, check_nonneg
 from tikhon.operators._kernels import weight_prox_numba
 from tikhon.operators.prox.base import ScaledFunctional
 from tikhon.operators.prox.groups import L21
 from tikhon.operators.prox.indicators import Box, NonNegative, Zero
 from tikhon.operators.prox.l1 import L0, L1
+
+from tikhon._core.arrays import require_torch
+from tikhon._core.checks import (
+    check_callable,
+    check_choice,
+    check_functional,
+    check_int,
+    check_nonneg,
+)
 
 __all__ = ["ProxHandle", "ProxRule", "attach_prox", "freeze_mask", "sparsity_mask"]
 

@@ -23,12 +23,17 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from tikhon._core.checks import check_callable
+from tikhon._core.checks import (
+    check_callable,
+    check_finite_array,
+    check_positive_int,
+    check_tolerance,
+)
 from tikhon._core.loop import Solver, State, run
 
 from .protocol import LowerSolution
 
-__all__ = ["AGDState", "StronglyConvexAGD", "solve_strongly_convex"]
+__all__ = ["AGDState", "StronglyConvexAGD", "solve_lower_level", "solve_strongly_convex"]
 
 
 @dataclass
@@ -141,3 +146,28 @@ def solve_strongly_convex(grad, x0, mu, L, *, eps, max_iter, name="lower_level",
     x = state.certified if outcome.converged or stopped else state.x
     return LowerSolution(x=x, n_iter=outcome.n_iter, converged=outcome.converged,
                          stopped=stopped)
+
+
+def solve_lower_level(lower, theta, *, eps, max_iter, x0, stop, where):
+    """The ``solve`` of the built-in lower levels: the arguments checked, then
+    :func:`solve_strongly_convex` on ``lower.grad`` at ``theta``.
+
+    ``lower`` provides ``_check_theta(theta, where, finite=True)``,
+    ``_default_x0()``, ``x_shape``, ``grad``, ``strong_convexity`` and
+    ``lipschitz``; ``x0=None`` starts from ``lower._default_x0()``.
+    """
+    import torch
+
+    theta = lower._check_theta(theta, where, finite=True).detach()
+    eps = check_tolerance(eps, "eps", where)
+    max_iter = check_positive_int(max_iter, "max_iter", where)
+    x0 = lower._default_x0() if x0 is None else check_finite_array(
+        x0, "x0", where, shape=lower.x_shape).detach()
+    mu, L = lower.strong_convexity(theta), lower.lipschitz(theta)
+
+    def grad(x):
+        with torch.no_grad():
+            return lower.grad(x, theta)
+
+    return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where,
+                                 stop=stop)

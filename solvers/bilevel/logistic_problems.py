@@ -14,9 +14,9 @@ import math
 import numpy as np
 
 from tikhon._core.arrays import is_torch, require_torch
-from tikhon._core.checks import check_finite_array, check_positive_int, check_tolerance
+from tikhon._core.checks import check_finite_array, check_positive_int
 
-from ._lower_solver import solve_strongly_convex
+from ._lower_solver import solve_lower_level
 from .protocol import LowerLevel, UpperLevel, finite_tensor
 
 __all__ = ["CrossEntropy", "L2MultinomialLogistic"]
@@ -232,24 +232,13 @@ class L2MultinomialLogistic(LowerLevel):
         LowerSolution
             The certified point, the iterations spent and whether ``eps`` was met.
         """
+        return solve_lower_level(self, theta, eps=eps, max_iter=max_iter, x0=x0, stop=stop,
+                                 where="L2MultinomialLogistic.solve")
+
+    def _default_x0(self):
         import torch
 
-        where = "L2MultinomialLogistic.solve"
-        theta = self._check_theta(theta, where, finite=True).detach()
-        eps = check_tolerance(eps, "eps", where)
-        max_iter = check_positive_int(max_iter, "max_iter", where)
-        if x0 is None:
-            x0 = torch.zeros(self.x_shape, dtype=self.X.dtype, device=self.X.device)
-        else:
-            x0 = check_finite_array(x0, "x0", where, shape=self.x_shape).detach()
-        mu, L = self.strong_convexity(theta), self.lipschitz(theta)
-
-        def grad(x):
-            with torch.no_grad():
-                return self.grad(x, theta)
-
-        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where,
-                                     stop=stop)
+        return torch.zeros(self.x_shape, dtype=self.X.dtype, device=self.X.device)
 
 
 class CrossEntropy(UpperLevel):

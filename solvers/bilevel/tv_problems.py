@@ -20,11 +20,9 @@ from tikhon._core.checks import (
     check_choice,
     check_finite_array,
     check_positive,
-    check_positive_int,
-    check_tolerance,
 )
 
-from ._lower_solver import solve_strongly_convex
+from ._lower_solver import solve_lower_level
 from .protocol import LowerLevel, finite_tensor
 
 __all__ = ["SmoothedTVDenoising", "SmoothedTVReconstruction"]
@@ -144,22 +142,8 @@ class _SmoothedTV(LowerLevel):
         LowerSolution
             The certified point, the iterations spent and whether ``eps`` was met.
         """
-        import torch
-
-        where = f"{type(self).__name__}.solve"
-        theta = self._check_theta(theta, where, finite=True).detach()
-        eps = check_tolerance(eps, "eps", where)
-        max_iter = check_positive_int(max_iter, "max_iter", where)
-        x0 = self._default_x0() if x0 is None else check_finite_array(
-            x0, "x0", where, shape=self.x_shape).detach()
-        mu, L = self.strong_convexity(theta), self.lipschitz(theta)
-
-        def grad(x):
-            with torch.no_grad():
-                return self.grad(x, theta)
-
-        return solve_strongly_convex(grad, x0, mu, L, eps=eps, max_iter=max_iter, name=where,
-                                     stop=stop)
+        return solve_lower_level(self, theta, eps=eps, max_iter=max_iter, x0=x0, stop=stop,
+                                 where=f"{type(self).__name__}.solve")
 
 
 class SmoothedTVDenoising(_SmoothedTV):

@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 import pytest
-
 from tikhon.learned import ProxRule, attach_prox, freeze_mask, sparsemax, sparsity_mask
 from tikhon.operators.prox import L1, L21, Box, NuclearNorm, Oblique, Simplex
 
@@ -461,7 +460,11 @@ def test_selection_forms_are_equivalent():
 def test_numba_kernels_match_the_torch_path(dtype, kind, metric):
     # CPU tensors in C order take the fused numba kernels, the others (CUDA, strided) the
     # tensor operations: the same map, to float32 rounding
-    from tikhon.learned.weight_prox import _fast_prox_numba, _fast_prox_torch, _NumpyView
+    from tikhon.learned.weight_prox import (
+        _fast_prox_numba,
+        _fast_prox_torch,
+        _NumpyView,
+    )
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(7, 33, generator=g, dtype=dtype)
